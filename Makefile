@@ -1,0 +1,62 @@
+# Petrel: the two commands a newcomer types are `make run` and `make test`.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc)
+PYTHON     ?= /usr/bin/python3
+FUZZ_SECONDS ?= 30
+RUN_ARGS   ?= -v
+
+.PHONY: all deps build run test unit integration test-asan fuzz fuzz-smoke clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	./$(BUILD)/petrel $(RUN_ARGS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+integration: build
+	PETREL_BIN=$(abspath $(BUILD)/petrel) $(PYTHON) -m pytest -q tests/integration
+
+test: unit integration
+
+# The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  PETREL_BIN=$(abspath $(ASAN_BUILD)/petrel) PETREL_SANITIZED=1 \
+	  $(PYTHON) -m pytest -q tests/integration
+
+$(FUZZ_BUILD)/Makefile: CMakeLists.txt
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_FUZZ=ON
+
+fuzz-build: deps $(FUZZ_BUILD)/Makefile
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# Run every fuzz target for FUZZ_SECONDS each, from its seed corpus.
+fuzz: fuzz-build
+	@set -e; for f in $(FUZZ_BUILD)/fuzz_*; do \
+	  name=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
