@@ -30,4 +30,7 @@ size_t retain_match(struct retain_store *rs, const uint8_t *filter, size_t len,
 
 size_t retain_count(struct retain_store *rs);
 
+/* Number of trie nodes, root included (tests: cleared topics are freed). */
+size_t retain_node_count(struct retain_store *rs);
+
 #endif

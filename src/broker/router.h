@@ -67,9 +67,11 @@ bool router_unsubscribe(struct router *r, const uint8_t *filter, size_t len, voi
 
 /* Match a topic. Fills out[0..cap) and returns the number of routes; one
  * route per non-shared subscriber (overlapping subscriptions merged), plus
- * one route per matching shared group (the chosen member). If more than cap
- * routes exist, returns the total needed and fills cap: call again with a
- * bigger array. ops->ref has been called for each route filled. */
+ * one route per matching shared group (the chosen member). ops->ref has been
+ * called for each route returned. If the routes do not fit in cap, returns a
+ * number > cap that is enough for a retry (an upper bound: duplicates that
+ * did not fit are counted before merging); then out[] holds nothing usable
+ * and NO references were taken: call again with a bigger array. */
 size_t router_match(struct router *r, const struct route_query *q,
                     struct route *out, size_t cap);
 
@@ -80,5 +82,8 @@ void *router_group_pick(struct router *r, const void *group, void *exclude_sub,
 
 /* Number of subscriptions (for $SYS). */
 size_t router_count(struct router *r);
+
+/* Number of trie nodes, root included (tests: emptied branches are freed). */
+size_t router_node_count(struct router *r);
 
 #endif

@@ -38,6 +38,14 @@ struct listener_conf {
     struct security_conf security; /* used when per_listener_settings */
     const char *file;         /* where the block started, for messages */
     int line;
+    /* Added for the parser: */
+    int max_qos;              /* after finalize: this listener's max QoS */
+    int max_topic_alias;      /* after finalize: this listener's topic alias limit */
+    bool max_qos_set;         /* false: finalize copies config.max_qos */
+    bool max_topic_alias_set; /* false: finalize copies config.max_topic_alias */
+    bool tls_configured;      /* a TLS key (certfile, ...) was given for this
+                               * listener; TLS is not implemented, so the caller
+                               * may refuse to start rather than serve plain TCP */
 };
 
 enum log_type_bits {
@@ -90,6 +98,24 @@ struct config {
 
     /* Where the config came from, for messages. Owned. */
     char *path;
+
+    /* Added for the parser: */
+    char *user;                   /* `user`; NULL = not set */
+    char *log_timestamp_format;   /* strftime format; NULL = seconds since epoch */
+    int log_facility;             /* `log_facility` 0..7 = local0..7; -1 = daemon */
+    bool local_only;              /* set by finalize: no listener configured, so
+                                   * only 127.0.0.1 listeners were added */
+    unsigned warning_count;       /* warnings logged while parsing */
+    char **files;                 /* every file read, in order; listener_conf.file
+                                   * points into this list. Owned. */
+    size_t file_count;
+    /* Parser state, consumed by config_finalize(): the default listener made
+     * by `port`, `bind_address` and listener keys before the first `listener`,
+     * and the ports given with -p. */
+    struct listener_conf default_listener;
+    bool default_listener_used;
+    int cmdline_ports[10];
+    size_t cmdline_port_count;
 };
 
 /* Defaults as documented in docs/configuration.md; no listeners. */
@@ -111,5 +137,15 @@ int config_parse_string(struct config *c, const char *text, size_t len,
  * security settings into listeners when !per_listener_settings. Returns -1
  * with err on an inconsistency. */
 int config_finalize(struct config *c, char *err, size_t errlen);
+
+/* Command line -p PORT (up to 10 times), before config_finalize().
+ * - No listener configured: one 127.0.0.1 listener per port (local-only
+ *   mode, anonymous allowed by default), as Mosquitto 2.
+ * - The file made a default listener (`port`, `bind_address`, ...): the
+ *   first -p replaces its port; further ones are ignored with a warning.
+ * - Only `listener` blocks: -p is ignored with a warning, as Mosquitto 2.
+ * Returns -1 with err on a bad port or more than 10. Use this rather than
+ * adding listeners by hand: finalize resolves their security settings. */
+int config_add_cmdline_port(struct config *c, int port, char *err, size_t errlen);
 
 #endif

@@ -316,4 +316,40 @@ static inline size_t mqtt_varint_len(uint32_t v)
  * surrogates, no U+0000. (Other control characters are allowed.) */
 bool mqtt_utf8_valid(const uint8_t *s, size_t len);
 
+/* ---- additions: limits and encoder helpers ---------------------------- */
+
+#define MQTT_MAX_REMAINING 268435455u /* largest Remaining Length */
+#define MQTT_MAX_PACKET 268435460u    /* 1 + 4 + MQTT_MAX_REMAINING */
+/* Fixed header (5) + topic (2 + 65535) + packet id (2) + property length (4)
+ * + properties (65536). */
+#define MQTT_PUBLISH_HEADER_MAX (5u + 2u + 65535u + 2u + 4u + 65536u)
+
+/* Notes on mqtt_decode():
+ * - On ERROR with MQTT_RC_UNSUPPORTED_VERSION, out->type is MQTT_CONNECT and
+ *   out->u.connect.version holds the protocol level byte the client sent, so
+ *   the broker can answer in the right CONNACK format (3.x code 1, 5.0 0x84).
+ * - For 3.x (opts->version != MQTT_V5, or a 3.x CONNECT) every error other
+ *   than PACKET_TOO_LARGE and UNSUPPORTED_VERSION is reported as MALFORMED:
+ *   3.x has no reason codes, the connection is simply closed.
+ * - A decoded SUBSCRIBE/UNSUBSCRIBE list is well-formed UTF-8, but each
+ *   filter still has to be checked with topic_filter_valid() by the caller
+ *   (a 5.0 broker answers an invalid one with SUBACK 0x8F, not a disconnect).
+ * - A decoded props.user_props slice spans from the first to the last user
+ *   property and may contain other properties interleaved on the wire;
+ *   mqtt_user_props_next() and the encoder skip those. */
+
+/* Encode a subscription options byte. */
+uint8_t mqtt_sub_opts_byte(const struct mqtt_sub_opts *o);
+
+/* Append one topic filter (and its options byte when with_opts, for
+ * SUBSCRIBE) to a list for struct mqtt_subscribe.list. Returns the new used
+ * length, or 0 if it does not fit or len > 65535. */
+size_t mqtt_sub_list_append(uint8_t *out, size_t cap, size_t used, const char *filter,
+                            size_t len, const struct mqtt_sub_opts *o, bool with_opts);
+
+/* Append one user property (0x26, key, value) to a buffer for
+ * struct mqtt_props.user_props. Returns the new used length or 0. */
+size_t mqtt_user_prop_append(uint8_t *out, size_t cap, size_t used, const char *key,
+                             size_t klen, const char *val, size_t vlen);
+
 #endif

@@ -1,0 +1,756 @@
+/* session.c - session state and the outbound half of the protocol:
+ * queueing, the in-flight window, packet identifiers, redelivery, wills and
+ * expiry. Runs only on the session's owner worker.
+ *
+ * In-flight and queued messages are rings of struct delivery in send order.
+ * Acknowledgements almost always name the oldest in-flight message, so the
+ * lookup by packet id scans from the head and usually stops at once; the
+ * worst case is O(window), with the window bounded by Receive Maximum.
+ */
+#include "broker/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/message.h"
+#include "broker/retain.h"
+#include "broker/router.h"
+#include "mqtt/codec.h"
+#include "net/conn.h"
+#include "net/worker.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* Past this much unsent output a connection gets no more QoS 0 messages:
+ * a client that does not read must not grow the broker's memory. QoS 1/2
+ * traffic is bounded by the in-flight window and the queue limits. */
+#define CONN_OUT_LIMIT (1u << 20)
+/* Outbound topic aliases used per connection at most (LRU would be better
+ * for clients that publish on many topics; first come, first served here). */
+#define ALIAS_OUT_MAX 64
+
+/* ---- rings ---------------------------------------------------------- */
+
+static struct delivery *ring_at(struct delivery_ring *r, uint32_t i)
+{
+    return &r->items[(r->head + i) & (r->cap - 1)];
+}
+
+static int ring_push(struct delivery_ring *r, const struct delivery *d)
+{
+    if (r->count == r->cap) {
+        uint32_t cap = r->cap ? r->cap * 2 : 8;
+        struct delivery *items = malloc(sizeof(*items) * cap);
+        if (!items)
+            return -1;
+        for (uint32_t i = 0; i < r->count; i++)
+            items[i] = *ring_at(r, i);
+        free(r->items);
+        r->items = items;
+        r->cap = cap;
+        r->head = 0;
+    }
+    *ring_at(r, r->count) = *d;
+    r->count++;
+    return 0;
+}
+
+static void ring_pop_front(struct delivery_ring *r, struct delivery *out)
+{
+    *out = *ring_at(r, 0);
+    r->head = (r->head + 1) & (r->cap - 1);
+    r->count--;
+}
+
+/* Remove item i, keeping order. */
+static void ring_remove(struct delivery_ring *r, uint32_t i)
+{
+    if (i == 0) {
+        r->head = (r->head + 1) & (r->cap - 1);
+        r->count--;
+        return;
+    }
+    for (uint32_t k = i; k + 1 < r->count; k++)
+        *ring_at(r, k) = *ring_at(r, k + 1);
+    r->count--;
+}
+
+static void ring_clear(struct delivery_ring *r)
+{
+    for (uint32_t i = 0; i < r->count; i++)
+        message_unref(ring_at(r, i)->msg);
+    free(r->items);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ---- table ---------------------------------------------------------- */
+
+void session_table_init(struct session_table *t)
+{
+    t->buckets = NULL;
+    t->mask = 0;
+    t->count = 0;
+}
+
+void session_table_free(struct session_table *t)
+{
+    free(t->buckets);
+    t->buckets = NULL;
+    t->mask = 0;
+    t->count = 0;
+}
+
+struct session *session_table_find(struct session_table *t, const uint8_t *id,
+                                   size_t len, uint32_t hash)
+{
+    if (!t->buckets)
+        return NULL;
+    for (struct session *s = t->buckets[hash & t->mask]; s; s = s->hnext)
+        if (s->client_hash == hash && s->client_id_len == len &&
+            memcmp(s->client_id, id, len) == 0)
+            return s;
+    return NULL;
+}
+
+static int table_grow(struct session_table *t)
+{
+    size_t n = t->buckets ? (t->mask + 1) * 2 : 64;
+    struct session **b = calloc(n, sizeof(*b));
+    if (!b)
+        return -1;
+    if (t->buckets) {
+        for (size_t i = 0; i <= t->mask; i++) {
+            struct session *s = t->buckets[i];
+            while (s) {
+                struct session *next = s->hnext;
+                s->hnext = b[s->client_hash & (n - 1)];
+                b[s->client_hash & (n - 1)] = s;
+                s = next;
+            }
+        }
+        free(t->buckets);
+    }
+    t->buckets = b;
+    t->mask = n - 1;
+    return 0;
+}
+
+static void table_remove(struct session_table *t, struct session *s)
+{
+    struct session **pp = &t->buckets[s->client_hash & t->mask];
+    while (*pp && *pp != s)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = s->hnext;
+        t->count--;
+    }
+}
+
+struct session *session_new(struct worker *w, const uint8_t *client_id, size_t len,
+                            uint32_t hash)
+{
+    struct session_table *t = &w->sessions;
+    if ((!t->buckets || t->count >= t->mask + 1) && table_grow(t) < 0)
+        return NULL;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->client_id = malloc(len + 1);
+    if (!s->client_id) {
+        free(s);
+        return NULL;
+    }
+    memcpy(s->client_id, client_id, len);
+    s->client_id[len] = '\0';
+    s->client_id_len = (uint16_t)len;
+    s->client_hash = hash;
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->online, false);
+    atomic_init(&s->inflight_count, 0);
+    s->id = atomic_fetch_add(&w->broker->next_session_id, 1) + 1;
+    s->worker = w;
+    s->hnext = t->buckets[hash & t->mask];
+    t->buckets[hash & t->mask] = s;
+    t->count++;
+    STAT_ADD(&w->stats, sessions, 1);
+    return s;
+}
+
+void session_unref(struct session *s)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    ring_clear(&s->inflight);
+    ring_clear(&s->queue);
+    for (uint32_t i = 0; i < s->sub_count; i++)
+        free(s->subs[i].filter);
+    free(s->subs);
+    free(s->qos2_in);
+    if (s->will)
+        message_unref(s->will);
+    free(s->client_id);
+    free(s);
+}
+
+/* ---- router callbacks ------------------------------------------------ */
+
+void session_router_ref(void *sub) { session_ref(sub); }
+
+bool session_router_online(void *sub)
+{
+    return atomic_load_explicit(&((struct session *)sub)->online, memory_order_relaxed);
+}
+
+uint32_t session_router_inflight(void *sub)
+{
+    return atomic_load_explicit(&((struct session *)sub)->inflight_count,
+                                memory_order_relaxed);
+}
+
+uint64_t session_router_id(void *sub) { return ((struct session *)sub)->id; }
+
+/* ---- sending --------------------------------------------------------- */
+
+static uint32_t window_of(const struct session *s)
+{
+    const struct conn *c = s->conn;
+    uint32_t win = s->worker->broker->conf->max_inflight_messages;
+    if (win == 0)
+        win = 65535;
+    if (c && c->peer_receive_max && c->peer_receive_max < win)
+        win = c->peer_receive_max;
+    /* One id must stay free so that allocation always terminates. */
+    return win > 65534 ? 65534 : win;
+}
+
+static bool inflight_has(struct session *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->inflight.count; i++)
+        if (ring_at(&s->inflight, i)->packet_id == pid)
+            return true;
+    return false;
+}
+
+static uint16_t next_packet_id(struct session *s)
+{
+    for (;;) {
+        uint16_t pid = ++s->next_packet_id;
+        if (pid != 0 && !inflight_has(s, pid))
+            return pid;
+    }
+}
+
+/* Outbound topic aliases: an alias already assigned to this topic, or 0. */
+static uint16_t alias_lookup(const struct conn *c, const char *topic, uint16_t len)
+{
+    for (uint16_t i = 0; i < c->alias_out_count; i++)
+        if (c->alias_out[i].len == len && memcmp(c->alias_out[i].topic, topic, len) == 0)
+            return (uint16_t)(i + 1);
+    return 0;
+}
+
+static uint16_t alias_limit(const struct conn *c)
+{
+    return c->peer_alias_max < ALIAS_OUT_MAX ? c->peer_alias_max : ALIAS_OUT_MAX;
+}
+
+/* Assign the next alias to topic; 0 when none can be had. */
+static uint16_t alias_assign(struct conn *c, const char *topic, uint16_t len)
+{
+    if (!c->alias_out) {
+        c->alias_out = calloc(alias_limit(c), sizeof(*c->alias_out));
+        if (!c->alias_out)
+            return 0;
+    }
+    char *copy = malloc(len);
+    if (!copy)
+        return 0;
+    memcpy(copy, topic, len);
+    c->alias_out[c->alias_out_count].topic = copy;
+    c->alias_out[c->alias_out_count].len = len;
+    return ++c->alias_out_count;
+}
+
+static size_t publish_size(size_t topic_len, uint8_t qos, bool v5, size_t props_len,
+                           size_t payload_len, size_t *rl)
+{
+    *rl = 2 + topic_len + (qos ? 2 : 0) + payload_len +
+          (v5 ? mqtt_varint_len((uint32_t)props_len) + props_len : 0);
+    return 1 + mqtt_varint_len((uint32_t)*rl) + *rl;
+}
+
+/* Encode and queue one PUBLISH. Returns false when the message cannot be
+ * sent to this client (larger than its Maximum Packet Size, or expired):
+ * the caller then drops it. */
+static bool send_publish(struct worker *w, struct conn *c, const struct delivery *d, bool dup)
+{
+    const struct message *m = d->msg;
+    uint32_t expiry_left = 0;
+    if (m->expiry_at) {
+        uint64_t now = clock_wall_ms();
+        if (now >= m->expiry_at)
+            return false;
+        expiry_left = (uint32_t)((m->expiry_at - now + 999) / 1000);
+    }
+    /* A client behind a mount point sees topics without it. */
+    const char *topic = m->topic;
+    uint16_t topic_len = m->topic_len;
+    if (c->mount_len && topic_len > c->mount_len && memcmp(topic, c->mount, c->mount_len) == 0) {
+        topic += c->mount_len;
+        topic_len = (uint16_t)(topic_len - c->mount_len);
+    }
+    bool v5 = c->version == MQTT_V5;
+    size_t props_len = 0;
+    if (v5) {
+        props_len = m->props_len;
+        if (m->expiry_at)
+            props_len += 5;
+        for (uint8_t i = 0; i < d->sub_id_count; i++)
+            props_len += 1 + mqtt_varint_len(d->sub_ids[i]);
+    }
+    /* Topic alias: reuse one, or assign one if the packet then fits. */
+    uint16_t alias = 0;
+    bool send_topic = true;
+    size_t rl, total;
+    if (v5 && c->peer_alias_max) {
+        alias = alias_lookup(c, topic, topic_len);
+        if (alias) {
+            send_topic = false;
+        } else if (c->alias_out_count < alias_limit(c)) {
+            total = publish_size(topic_len, d->qos, v5, props_len + 3, m->payload_len, &rl);
+            if (!c->peer_max_packet || total <= c->peer_max_packet)
+                alias = alias_assign(c, topic, topic_len);
+        }
+    }
+    if (alias)
+        props_len += 3;
+    uint16_t tl = send_topic ? topic_len : 0;
+    total = publish_size(tl, d->qos, v5, props_len, m->payload_len, &rl);
+    if (c->peer_max_packet && total > c->peer_max_packet)
+        return false;
+    uint8_t *p = conn_reserve(c, total);
+    if (!p)
+        return false;
+    *p++ = (uint8_t)(0x30 | (dup ? 0x08 : 0) | (d->qos << 1) |
+                     ((d->flags & DELIVERY_RETAIN) ? 1 : 0));
+    p += mqtt_varint_encode((uint32_t)rl, p, 4);
+    *p++ = (uint8_t)(tl >> 8);
+    *p++ = (uint8_t)tl;
+    memcpy(p, topic, tl);
+    p += tl;
+    if (d->qos) {
+        *p++ = (uint8_t)(d->packet_id >> 8);
+        *p++ = (uint8_t)d->packet_id;
+    }
+    if (v5) {
+        p += mqtt_varint_encode((uint32_t)props_len, p, 4);
+        if (m->expiry_at) {
+            *p++ = MQTT_PROP_MESSAGE_EXPIRY;
+            *p++ = (uint8_t)(expiry_left >> 24);
+            *p++ = (uint8_t)(expiry_left >> 16);
+            *p++ = (uint8_t)(expiry_left >> 8);
+            *p++ = (uint8_t)expiry_left;
+        }
+        if (alias) {
+            *p++ = MQTT_PROP_TOPIC_ALIAS;
+            *p++ = (uint8_t)(alias >> 8);
+            *p++ = (uint8_t)alias;
+        }
+        for (uint8_t i = 0; i < d->sub_id_count; i++) {
+            *p++ = MQTT_PROP_SUBSCRIPTION_ID;
+            p += mqtt_varint_encode(d->sub_ids[i], p, 4);
+        }
+        memcpy(p, m->props, m->props_len);
+        p += m->props_len;
+    }
+    memcpy(p, m->payload, m->payload_len);
+    conn_commit(c, total);
+    STAT_ADD(&w->stats, msgs_sent, 1);
+    return true;
+}
+
+static void send_pubrel(struct conn *c, uint16_t pid)
+{
+    uint8_t pkt[4] = {0x62, 2, (uint8_t)(pid >> 8), (uint8_t)pid};
+    conn_write(c, pkt, sizeof(pkt));
+}
+
+static void drop(struct worker *w, struct delivery *d)
+{
+    STAT_ADD(&w->stats, msgs_dropped, 1);
+    message_unref(d->msg);
+}
+
+/* Send d now (QoS 0) or put it in flight. d's reference moves. */
+static void send_now(struct worker *w, struct session *s, struct delivery *d)
+{
+    struct conn *c = s->conn;
+    if (d->qos == 0) {
+        if (!send_publish(w, c, d, false))
+            STAT_ADD(&w->stats, msgs_dropped, 1);
+        message_unref(d->msg);
+        return;
+    }
+    d->packet_id = next_packet_id(s);
+    if (!send_publish(w, c, d, false)) {
+        drop(w, d);
+        return;
+    }
+    d->flags |= DELIVERY_SENT;
+    if (ring_push(&s->inflight, d) < 0) {
+        drop(w, d);
+        return;
+    }
+    atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
+}
+
+static bool online(const struct session *s)
+{
+    return s->conn && s->conn->state == CONN_ACTIVE;
+}
+
+void session_deliver(struct worker *w, struct session *s, struct delivery *d)
+{
+    const struct config *cf = w->broker->conf;
+    if (s->dead) {
+        message_unref(d->msg);
+        return;
+    }
+    if (online(s)) {
+        if (d->qos == 0) {
+            if (buf_used(&s->conn->out) > CONN_OUT_LIMIT) {
+                drop(w, d);
+                return;
+            }
+            send_now(w, s, d);
+            return;
+        }
+        if (s->queue.count == 0 && s->inflight.count < window_of(s)) {
+            send_now(w, s, d);
+            return;
+        }
+    } else if (d->qos == 0 && !cf->queue_qos0_messages) {
+        message_unref(d->msg); /* QoS 0 is not kept for offline clients */
+        return;
+    }
+    if ((cf->max_queued_messages && s->queue.count >= cf->max_queued_messages) ||
+        (cf->max_queued_bytes && s->queued_bytes + d->msg->payload_len > cf->max_queued_bytes)) {
+        drop(w, d);
+        return;
+    }
+    if (ring_push(&s->queue, d) < 0) {
+        drop(w, d);
+        return;
+    }
+    s->queued_bytes += d->msg->payload_len;
+}
+
+void session_pump(struct worker *w, struct session *s)
+{
+    if (!online(s))
+        return;
+    uint32_t win = window_of(s);
+    uint64_t now = 0;
+    while (s->queue.count) {
+        struct delivery *head = ring_at(&s->queue, 0);
+        if (head->qos && s->inflight.count >= win)
+            break;
+        if (buf_used(&s->conn->out) > CONN_OUT_LIMIT && head->qos == 0)
+            break;
+        struct delivery d;
+        ring_pop_front(&s->queue, &d);
+        s->queued_bytes -= d.msg->payload_len;
+        if (d.msg->expiry_at) {
+            if (!now)
+                now = clock_wall_ms();
+            if (message_expired(d.msg, now)) {
+                drop(w, &d);
+                continue;
+            }
+        }
+        send_now(w, s, &d);
+    }
+}
+
+void session_resume(struct worker *w, struct session *s)
+{
+    struct conn *c = s->conn;
+    for (uint32_t i = 0; i < s->inflight.count;) {
+        struct delivery *d = ring_at(&s->inflight, i);
+        if (d->flags & DELIVERY_PUBREL) {
+            send_pubrel(c, d->packet_id);
+        } else if (!send_publish(w, c, d, (d->flags & DELIVERY_SENT) != 0)) {
+            /* Too large for the new connection, or expired: gone. */
+            message_unref(d->msg);
+            ring_remove(&s->inflight, i);
+            continue;
+        }
+        d->flags |= DELIVERY_SENT;
+        i++;
+    }
+    atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
+    session_pump(w, s);
+}
+
+static int inflight_find(struct session *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->inflight.count; i++)
+        if (ring_at(&s->inflight, i)->packet_id == pid)
+            return (int)i;
+    return -1;
+}
+
+static void inflight_done(struct worker *w, struct session *s, uint32_t i)
+{
+    message_unref(ring_at(&s->inflight, i)->msg);
+    ring_remove(&s->inflight, i);
+    atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
+    session_pump(w, s);
+}
+
+bool session_puback(struct worker *w, struct session *s, uint16_t pid)
+{
+    int i = inflight_find(s, pid);
+    if (i < 0 || ring_at(&s->inflight, (uint32_t)i)->qos != 1)
+        return false;
+    inflight_done(w, s, (uint32_t)i);
+    return true;
+}
+
+bool session_pubrec(struct worker *w, struct session *s, uint16_t pid, uint8_t reason)
+{
+    int i = inflight_find(s, pid);
+    if (i < 0)
+        return false;
+    struct delivery *d = ring_at(&s->inflight, (uint32_t)i);
+    if (d->qos != 2)
+        return false;
+    if (reason >= 0x80) {
+        /* The receiver refused it: the exchange ends here (MQTT 5 4.3.3). */
+        inflight_done(w, s, (uint32_t)i);
+        return true;
+    }
+    d->flags |= DELIVERY_PUBREL;
+    send_pubrel(s->conn, pid);
+    return true;
+}
+
+bool session_pubcomp(struct worker *w, struct session *s, uint16_t pid)
+{
+    int i = inflight_find(s, pid);
+    if (i < 0 || !(ring_at(&s->inflight, (uint32_t)i)->flags & DELIVERY_PUBREL))
+        return false;
+    inflight_done(w, s, (uint32_t)i);
+    return true;
+}
+
+/* ---- inbound QoS 2 ---------------------------------------------------- */
+
+bool session_qos2_has(const struct session *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->qos2_in_count; i++)
+        if (s->qos2_in[i] == pid)
+            return true;
+    return false;
+}
+
+int session_qos2_add(struct session *s, uint16_t pid)
+{
+    if (s->qos2_in_count == s->qos2_in_cap) {
+        uint32_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2 : 8;
+        uint16_t *a = realloc(s->qos2_in, cap * sizeof(*a));
+        if (!a)
+            return -1;
+        s->qos2_in = a;
+        s->qos2_in_cap = cap;
+    }
+    s->qos2_in[s->qos2_in_count++] = pid;
+    return 0;
+}
+
+bool session_qos2_remove(struct session *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->qos2_in_count; i++) {
+        if (s->qos2_in[i] == pid) {
+            s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- subscriptions ---------------------------------------------------- */
+
+int session_sub_add(struct session *s, const uint8_t *filter, size_t len)
+{
+    for (uint32_t i = 0; i < s->sub_count; i++)
+        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0)
+            return 0;
+    if (s->sub_count == s->sub_cap) {
+        uint32_t cap = s->sub_cap ? s->sub_cap * 2 : 4;
+        struct session_sub *a = realloc(s->subs, cap * sizeof(*a));
+        if (!a)
+            return -1;
+        s->subs = a;
+        s->sub_cap = cap;
+    }
+    char *f = malloc(len + 1);
+    if (!f)
+        return -1;
+    memcpy(f, filter, len);
+    f[len] = '\0';
+    s->subs[s->sub_count].filter = f;
+    s->subs[s->sub_count].len = (uint16_t)len;
+    s->sub_count++;
+    return 0;
+}
+
+void session_sub_remove(struct session *s, const uint8_t *filter, size_t len)
+{
+    for (uint32_t i = 0; i < s->sub_count; i++) {
+        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
+            free(s->subs[i].filter);
+            s->subs[i] = s->subs[--s->sub_count];
+            return;
+        }
+    }
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+static void publish_will(struct worker *w, struct session *s)
+{
+    struct message *m = s->will;
+    if (!m)
+        return;
+    s->will = NULL;
+    s->will_at = 0;
+    /* The will's expiry counts from when it is published (MQTT 5 3.1.3.2.4);
+     * nothing else holds the message yet, so it may still be changed. */
+    if (s->will_expiry)
+        m->expiry_at = clock_wall_ms() + (uint64_t)s->will_expiry * 1000u;
+    log_debug("publishing will of %s on %s", s->client_id, m->topic);
+    if (m->retain && w->broker->conf->retain_available)
+        retain_set(w->broker->retain, m);
+    worker_route(w, m);
+    message_unref(m);
+}
+
+/* Move one delivery chosen from a shared group to another member. */
+static bool redirect_shared(struct worker *w, struct session *s, struct delivery *d)
+{
+    void *other = router_group_pick(w->broker->router, d->group, s,
+                                    d->msg->origin_hash, &w->rng);
+    if (!other)
+        return false;
+    struct delivery nd = *d;
+    nd.packet_id = 0;
+    nd.flags &= DELIVERY_RETAIN;
+    worker_deliver(w, other, &nd);
+    return true;
+}
+
+void session_requeue_shared(struct worker *w, struct session *s)
+{
+    struct delivery_ring *rings[2] = {&s->inflight, &s->queue};
+    for (int r = 0; r < 2; r++) {
+        for (uint32_t i = 0; i < rings[r]->count;) {
+            struct delivery *d = ring_at(rings[r], i);
+            /* A QoS 2 message past PUBREC was received: it stays. */
+            if (d->group && !(d->flags & DELIVERY_PUBREL) && redirect_shared(w, s, d)) {
+                if (r == 1)
+                    s->queued_bytes -= d->msg->payload_len;
+                ring_remove(rings[r], i); /* the reference moved */
+                continue;
+            }
+            i++;
+        }
+    }
+    atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
+}
+
+void session_disconnected(struct worker *w, struct session *s, bool will)
+{
+    s->conn = NULL;
+    atomic_store_explicit(&s->online, false, memory_order_relaxed);
+    session_requeue_shared(w, s);
+    if (s->will) {
+        if (!will) {
+            message_unref(s->will);
+            s->will = NULL;
+        } else if (s->will_delay == 0) {
+            publish_will(w, s);
+        } else {
+            s->will_at = w->now + (uint64_t)s->will_delay * 1000u;
+        }
+    }
+    if (s->expiry == 0) {
+        session_end(w, s);
+        return;
+    }
+    if (s->expiry != SESSION_EXPIRY_NEVER)
+        s->expire_at = w->now + (uint64_t)s->expiry * 1000u;
+}
+
+void session_end(struct worker *w, struct session *s)
+{
+    if (s->dead)
+        return;
+    session_requeue_shared(w, s);
+    s->dead = true;
+    for (uint32_t i = 0; i < s->sub_count; i++)
+        router_unsubscribe(w->broker->router, (const uint8_t *)s->subs[i].filter,
+                           s->subs[i].len, s);
+    if (s->will_at)
+        publish_will(w, s); /* the session ended before the will delay ran out */
+    ring_clear(&s->inflight);
+    ring_clear(&s->queue);
+    s->queued_bytes = 0;
+    atomic_store_explicit(&s->inflight_count, 0, memory_order_relaxed);
+    table_remove(&w->sessions, s);
+    STAT_ADD(&w->stats, sessions, (uint64_t)-1);
+    session_unref(s);
+}
+
+void session_tick(struct worker *w, uint64_t now)
+{
+    struct session_table *t = &w->sessions;
+    if (!t->buckets)
+        return;
+    for (size_t b = 0; b <= t->mask; b++) {
+        struct session *s = t->buckets[b];
+        while (s) {
+            struct session *next = s->hnext; /* session_end unlinks s */
+            if (!s->conn) {
+                if (s->will_at && now >= s->will_at)
+                    publish_will(w, s);
+                if (s->expire_at && now >= s->expire_at) {
+                    log_debug("session %s expired", s->client_id);
+                    session_end(w, s);
+                }
+            }
+            s = next;
+        }
+    }
+}
+
+void session_table_destroy(struct worker *w)
+{
+    struct session_table *t = &w->sessions;
+    if (!t->buckets)
+        return;
+    for (size_t b = 0; b <= t->mask; b++) {
+        struct session *s = t->buckets[b];
+        while (s) {
+            struct session *next = s->hnext;
+            s->dead = true;
+            for (uint32_t i = 0; i < s->sub_count; i++)
+                router_unsubscribe(w->broker->router, (const uint8_t *)s->subs[i].filter,
+                                   s->subs[i].len, s);
+            session_unref(s);
+            s = next;
+        }
+    }
+    session_table_free(t);
+}

@@ -1,0 +1,160 @@
+/* session.h - MQTT sessions: what the broker remembers about a client
+ * between and across its connections (MQTT 5 section 4.1).
+ *
+ * A session lives on one worker for its whole life: the worker chosen by a
+ * hash of its client identifier. Connections for that client id are moved
+ * to that worker after CONNECT, so takeover, expiry, wills and queues are
+ * handled by one thread with no locks. Other workers reach a session only
+ * through delivery batches (worker.h) and, for the router's shared-group
+ * choice, the atomic `online` and `inflight_count` fields.
+ */
+#ifndef PETREL_BROKER_SESSION_H
+#define PETREL_BROKER_SESSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqtt/codec.h"
+
+struct conn;
+struct worker;
+struct message;
+struct route;
+
+#define SESSION_EXPIRY_NEVER UINT32_MAX
+#define DELIVERY_MAX_SUB_IDS 4
+
+enum delivery_flags {
+    DELIVERY_RETAIN = 1 << 0,   /* send with the RETAIN flag */
+    DELIVERY_SENT = 1 << 1,     /* sent at least once: resend with DUP */
+    DELIVERY_PUBREL = 1 << 2,   /* QoS 2: PUBREC received, PUBREL sent */
+};
+
+/* One message for one session, queued or in flight. */
+struct delivery {
+    struct message *msg;        /* holds a reference */
+    const void *group;          /* shared group it was chosen from, or NULL */
+    uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
+    uint16_t packet_id;         /* in flight only */
+    uint8_t qos;
+    uint8_t flags;              /* enum delivery_flags */
+    uint8_t sub_id_count;
+};
+
+/* A ring of deliveries; grows by doubling. */
+struct delivery_ring {
+    struct delivery *items;
+    uint32_t head, count, cap;
+};
+
+struct session_sub {
+    char *filter;
+    uint16_t len;
+};
+
+struct session {
+    atomic_uint refs;
+    atomic_bool online;
+    atomic_uint inflight_count;
+    uint64_t id;                /* unique per process; No Local compares it */
+    struct worker *worker;      /* owner */
+    struct conn *conn;          /* current connection, NULL when offline */
+    struct session *hnext;      /* owner's session table chain */
+    char *client_id;
+    uint16_t client_id_len;
+    uint32_t client_hash;
+    uint8_t version;            /* of the latest connection */
+    bool dead;                  /* ended: arriving deliveries are dropped */
+    uint32_t expiry;            /* seconds; SESSION_EXPIRY_NEVER */
+    uint64_t expire_at;         /* monotonic ms; 0 = not counting down */
+    struct delivery_ring inflight;
+    struct delivery_ring queue;
+    uint64_t queued_bytes;
+    uint16_t next_packet_id;
+    /* Inbound QoS 2: packet ids whose PUBLISH was accepted, awaiting PUBREL. */
+    uint16_t *qos2_in;
+    uint32_t qos2_in_count, qos2_in_cap;
+    struct session_sub *subs;
+    uint32_t sub_count, sub_cap;
+    /* Will of the current or last connection. */
+    struct message *will;       /* reference, or NULL */
+    uint32_t will_delay;        /* seconds */
+    uint32_t will_expiry;       /* Message Expiry Interval of the will; 0 = none */
+    uint64_t will_at;           /* monotonic ms when a delayed will is due; 0 = none */
+};
+
+/* Sessions of one worker, by client id. */
+struct session_table {
+    struct session **buckets;
+    size_t mask;   /* bucket count - 1 */
+    size_t count;
+};
+
+void session_table_init(struct session_table *t);
+void session_table_free(struct session_table *t);
+struct session *session_table_find(struct session_table *t, const uint8_t *id,
+                                   size_t len, uint32_t hash);
+
+/* Create a session in w's table (one reference, held by the table). */
+struct session *session_new(struct worker *w, const uint8_t *client_id, size_t len,
+                            uint32_t hash);
+static inline void session_ref(struct session *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+void session_unref(struct session *s);
+
+/* End a session: unsubscribe everything, drop its messages, publish a
+ * pending will, remove it from the table, drop the table's reference. */
+void session_end(struct worker *w, struct session *s);
+
+/* The connection went away. publish_will: abnormal loss (no DISCONNECT,
+ * or DISCONNECT 0x04); the will is sent now or scheduled after its delay,
+ * or sooner if the session ends first. */
+void session_disconnected(struct worker *w, struct session *s, bool publish_will);
+
+/* A message for this session (called on its owner worker). Takes over the
+ * delivery's message reference. */
+void session_deliver(struct worker *w, struct session *s, struct delivery *d);
+
+/* Send what the in-flight window allows from the queue. */
+void session_pump(struct worker *w, struct session *s);
+
+/* After (re)connect: resend in-flight messages (with DUP, PUBREL for QoS 2
+ * after PUBREC), then pump. */
+void session_resume(struct worker *w, struct session *s);
+
+/* Acknowledgements from the client. Return false if no such packet id is
+ * in the right state. */
+bool session_puback(struct worker *w, struct session *s, uint16_t pid);
+bool session_pubrec(struct worker *w, struct session *s, uint16_t pid, uint8_t reason);
+bool session_pubcomp(struct worker *w, struct session *s, uint16_t pid);
+
+/* Inbound QoS 2 state. */
+bool session_qos2_has(const struct session *s, uint16_t pid);
+int session_qos2_add(struct session *s, uint16_t pid);
+bool session_qos2_remove(struct session *s, uint16_t pid);
+
+/* Subscription bookkeeping (the router holds the index itself). */
+int session_sub_add(struct session *s, const uint8_t *filter, size_t len);
+void session_sub_remove(struct session *s, const uint8_t *filter, size_t len);
+
+/* Timers: will delay and session expiry. Called from the worker tick. */
+void session_tick(struct worker *w, uint64_t now);
+
+/* Shared-group members' unacknowledged messages go to another member when
+ * the member's connection is lost (called before the session goes offline). */
+void session_requeue_shared(struct worker *w, struct session *s);
+
+/* Shutdown: free every session of w without publishing wills. */
+void session_table_destroy(struct worker *w);
+
+/* Router callbacks. */
+void session_router_ref(void *sub);
+bool session_router_online(void *sub);
+uint32_t session_router_inflight(void *sub);
+uint64_t session_router_id(void *sub);
+
+#endif

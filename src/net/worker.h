@@ -1,0 +1,103 @@
+/* worker.h - a worker thread: one epoll loop, the connections and sessions
+ * it owns, and its inbox for work from other workers.
+ *
+ * Cross-worker traffic (a PUBLISH on worker A for a session on worker B, or
+ * a connection moving to its session's worker) goes through B's inbox: A
+ * collects deliveries for B in a batch during its loop iteration and hands
+ * the whole batch over at the end with one mutex acquisition and at most one
+ * eventfd write. Nothing is locked per message.
+ */
+#ifndef PETREL_NET_WORKER_H
+#define PETREL_NET_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/session.h"
+
+struct conn;
+struct route;
+struct message;
+
+/* A delivery on its way to a session owned by another worker. */
+struct remote_delivery {
+    struct session *session; /* holds a reference */
+    struct delivery d;       /* holds a message reference */
+};
+
+struct delivery_batch {
+    struct delivery_batch *next;
+    size_t count, cap;
+    struct remote_delivery items[];
+};
+
+/* Work handed to a worker by another thread. */
+struct inbox {
+    pthread_mutex_t lock;
+    struct delivery_batch *batches;
+    struct conn *conns;          /* connections moving here (linked by next) */
+    bool signalled;              /* eventfd written since the last drain */
+};
+
+struct delayed_msg {
+    uint64_t due;                /* monotonic ms */
+    struct message *msg;
+};
+
+struct worker {
+    int ev_kind;                 /* EV_WAKE: the eventfd's epoll tag */
+    int id;
+    pthread_t thread;
+    struct broker *broker;
+    int epfd;
+    int wakefd;
+    struct worker_stats stats;
+    struct inbox inbox;
+    struct delivery_batch **outbox; /* per target worker, NULL when empty */
+    struct conn *conns;
+    size_t conn_count;
+    struct conn *dirty;
+    struct session_table sessions;
+    uint8_t *rbuf;               /* shared read buffer */
+    size_t rbuf_cap;
+    struct route *routes;        /* router_match scratch */
+    size_t routes_cap;
+    uint64_t rng;
+    uint64_t now;                /* monotonic ms, refreshed each iteration */
+    uint64_t next_tick;
+    uint64_t next_sys;
+    struct delayed_msg *delayed; /* min-heap by due */
+    size_t delayed_count, delayed_cap;
+};
+
+struct worker *worker_new(struct broker *b, int id);
+void worker_free(struct worker *w);
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+/* Wake a worker (shutdown). */
+void worker_wake(struct worker *w);
+
+/* Route a message from this worker to every matching subscriber. Returns the
+ * number of subscribers it was routed to. Does not take over m's reference. */
+size_t worker_route(struct worker *w, struct message *m);
+
+/* Deliver to a session that may live on another worker. Takes over the
+ * delivery's message reference and one session reference. */
+void worker_deliver(struct worker *w, struct session *s, struct delivery *d);
+
+/* Queue bytes on a connection and put it on the flush list. Returns -1 when
+ * out of memory (the connection is then closed). */
+int conn_write(struct conn *c, const void *p, size_t n);
+/* Reserve n bytes of output; commit with conn_commit. */
+uint8_t *conn_reserve(struct conn *c, size_t n);
+void conn_commit(struct conn *c, size_t n);
+/* Close after flushing queued output. will: publish the will (abnormal). */
+void conn_close(struct conn *c, bool will);
+
+/* Hold a $delayed publish until due. Takes over m's reference. */
+void worker_delay(struct worker *w, struct message *m, uint64_t due);
+
+#endif

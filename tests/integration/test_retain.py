@@ -1,0 +1,143 @@
+"""Retained messages (MQTT 3.1.1 section 3.3.1.3; MQTT 5.0 section 3.3.1.3, 3.3.2.3.3)."""
+
+import time
+
+import pytest
+
+import mqttraw as M
+from helpers import V311, V5, Paho, raw
+
+
+@pytest.mark.parametrize("version", [V311, V5])
+def test_retained_delivered_on_subscribe_with_retain_flag(broker, version):
+    # [MQTT-3.3.1-5] stored; [MQTT-3.3.1-6]/[MQTT-3.3.1-8] sent to new subscribers with RETAIN 1
+    Paho(broker, "pub", version=version).publish("ret/t", b"stored", qos=1, retain=True)
+    c = raw(broker, "sub", version=version)
+    c.subscribe([("ret/t", 1)])
+    got = c.recv_publishes(1)
+    assert got[0].payload == b"stored" and got[0].retain and got[0].qos == 1
+
+
+def test_retained_qos_is_min_of_stored_and_granted(broker):
+    # [MQTT-3.3.1-? ] / 3.8.4: delivery QoS = min(message QoS, granted QoS)
+    Paho(broker, "pub").publish("retq/t", b"x", qos=2, retain=True)
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("retq/t", 1)])
+    assert c.recv_publishes(1)[0].qos == 1
+    d = raw(broker, "sub0", version=V5)
+    d.subscribe([("retq/t", 0)])
+    assert d.recv_publishes(1)[0].qos == 0
+
+
+def test_retained_replaced(broker):
+    # [MQTT-3.3.1-5]: a new retained message replaces the stored one
+    p = Paho(broker, "pub")
+    p.publish("rep/t", b"old", qos=1, retain=True)
+    p.publish("rep/t", b"new", qos=1, retain=True)
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("rep/t", 1)])
+    assert [m.payload for m in c.drain(0.5)] == [b"new"]
+
+
+def test_retained_cleared_by_empty_payload(broker):
+    # [MQTT-3.3.1-10] (3.1.1) / [MQTT-3.3.1-6] (5.0): zero-length retained payload removes it
+    p = Paho(broker, "pub")
+    p.publish("clr/t", b"gone soon", qos=1, retain=True)
+    p.publish("clr/t", b"", qos=1, retain=True)
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("clr/t", 1)])
+    assert c.drain(0.5) == []
+
+
+def test_empty_retained_forwarded_to_live_subscribers(broker):
+    # [MQTT-3.3.1-11] (3.1.1) the zero-byte message is delivered normally to current subscribers
+    c = raw(broker, "live", version=V311)
+    c.subscribe([("clrl/t", 1)])
+    Paho(broker, "pub").publish("clrl/t", b"", qos=1, retain=True)
+    got = c.recv_publishes(1)
+    assert got[0].payload == b""
+
+
+@pytest.mark.parametrize("version", [V311, V5])
+def test_live_message_forwarded_with_retain_0(broker, version):
+    # 3.1.1 [MQTT-3.3.1-9]; 5.0 [MQTT-3.3.1-12] (retain_as_published not set)
+    c = raw(broker, "live", version=version)
+    c.subscribe([("lv/t", 1)])
+    Paho(broker, "pub").publish("lv/t", b"x", qos=1, retain=True)
+    got = c.recv_publishes(1)
+    assert not got[0].retain
+
+
+def test_non_retained_publish_does_not_touch_store(broker):
+    # [MQTT-3.3.1-12] (3.1.1): RETAIN 0 -> stored message unchanged
+    p = Paho(broker, "pub")
+    p.publish("nr/t", b"kept", qos=1, retain=True)
+    p.publish("nr/t", b"transient", qos=1, retain=False)
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("nr/t", 1)])
+    assert [m.payload for m in c.drain(0.5)] == [b"kept"]
+
+
+def test_wildcard_subscribe_gets_all_matching_retained(broker):
+    # [MQTT-3.3.1-6]: all retained messages matching the filter
+    p = Paho(broker, "pub")
+    topics = ["w/a", "w/b", "w/c/d", "x/a"]
+    for t in topics:
+        p.publish(t, t.encode(), qos=1, retain=True)
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("w/#", 1)])
+    got = c.drain(0.6)
+    assert sorted(m.topic for m in got) == ["w/a", "w/b", "w/c/d"]
+    assert all(m.retain for m in got)
+    d = raw(broker, "sub2", version=V5)
+    d.subscribe([("+/a", 1)])
+    assert sorted(m.topic for m in d.drain(0.6)) == ["w/a", "x/a"]
+
+
+def test_retained_qos0_stored(broker):
+    # 3.1.1 [MQTT-3.3.1-7]: a QoS 0 retained message replaces the stored one
+    p = Paho(broker, "pub")
+    p.publish("r0/t", b"q1", qos=1, retain=True)
+    p.publish("r0/t", b"q0", qos=0, retain=True)
+    time.sleep(0.2)
+    c = raw(broker, "sub", version=V311)
+    c.subscribe([("r0/t", 1)])
+    got = c.drain(0.5)
+    assert [m.payload for m in got] == [b"q0"]
+    assert got[0].qos == 0
+
+
+def test_retained_message_expiry(broker):
+    # 5.0 [MQTT-3.3.2-5]: once the Message Expiry Interval has passed it is not delivered
+    p = raw(broker, "pub", version=V5)
+    p.publish("rx/t", b"short", qos=1, retain=True, props={M.MESSAGE_EXPIRY_INTERVAL: 1})
+    p.publish("rx/keep", b"long", qos=1, retain=True, props={M.MESSAGE_EXPIRY_INTERVAL: 100})
+    time.sleep(2.2)
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("rx/#", 1)])
+    got = c.drain(0.6)
+    assert [m.payload for m in got] == [b"long"]
+    # [MQTT-3.3.2-6]: the interval sent is the remaining lifetime
+    assert got[0].props.get(M.MESSAGE_EXPIRY_INTERVAL) <= 98
+
+
+def test_retained_survives_publisher_disconnect(broker):
+    # 3.3.1.3: stored independently of the publishing session
+    p = Paho(broker, "pub")
+    p.publish("rs/t", b"persist", qos=1, retain=True)
+    p.disconnect()
+    c = raw(broker, "sub", version=V311)
+    c.subscribe([("rs/t", 0)])
+    assert c.recv_publishes(1)[0].payload == b"persist"
+
+
+def test_retained_properties_kept(broker):
+    # 5.0 3.3.2.3: properties of the retained message are forwarded with it
+    p = raw(broker, "pub", version=V5)
+    p.publish("rp/t", b"x", qos=1, retain=True,
+              props=[(M.CONTENT_TYPE, "text/plain"), (M.USER_PROPERTY, ("k", "v"))])
+    c = raw(broker, "sub", version=V5)
+    c.subscribe([("rp/t", 1)])
+    got = c.recv_publishes(1)[0]
+    assert got.props.get(M.CONTENT_TYPE) == "text/plain"
+    assert got.props.getall(M.USER_PROPERTY) == [("k", "v")]
