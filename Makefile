@@ -27,7 +27,7 @@ unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 integration: build
-	PETREL_BIN=$(abspath $(BUILD)/petrel) $(PYTHON) -m pytest -q tests/integration
+	PETREL_BIN=$(abspath $(BUILD)/petrel) $(PYTHON) -m pytest -q --timeout=180 tests/integration
 
 test: unit integration
 
@@ -38,7 +38,7 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PETREL_BIN=$(abspath $(ASAN_BUILD)/petrel) PETREL_SANITIZED=1 \
-	  $(PYTHON) -m pytest -q tests/integration
+	  $(PYTHON) -m pytest -q --timeout=180 tests/integration
 
 $(FUZZ_BUILD)/Makefile: CMakeLists.txt
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_FUZZ=ON

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,26 @@ static void usage(FILE *f)
             "With no configuration file petrel listens on 127.0.0.1:1883 and allows\n"
             "anonymous clients there.\n",
             PETREL_VERSION);
+}
+
+/* `user NAME`: when started as root, give up root once the listeners are
+ * bound (ports below 1024 need it, nothing afterwards does). */
+static int drop_privileges(const char *user)
+{
+    if (!user || getuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        log_error("user %s: no such user", user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
+        log_error("cannot switch to user %s: %s", user, strerror(errno));
+        return -1;
+    }
+    log_info("running as user %s", user);
+    return 0;
 }
 
 static int daemonize(void)
@@ -167,17 +189,10 @@ int main(int argc, char **argv)
     if (b.worker_count < 1)
         b.worker_count = 1;
     int rc = 1;
+    bool pid_written = false;
 
-    b.listener_count = listeners_open(&conf, &b.listeners, err, sizeof(err));
-    if (b.listener_count < 0) {
-        log_error("%s", err);
-        b.listener_count = 0;
-        goto out;
-    }
-    if (b.listener_count == 0) {
-        log_error("no listener to serve: every configured listener was skipped");
-        goto out;
-    }
+    /* Mosquitto's order: detach, write the pid file (as root, if started
+     * so), bind the listeners, then give up root. */
     if (conf.daemon && daemonize() < 0) {
         log_error("cannot daemonize: %s", strerror(errno));
         goto out;
@@ -190,7 +205,20 @@ int main(int argc, char **argv)
         }
         fprintf(pf, "%d\n", (int)getpid());
         fclose(pf);
+        pid_written = true;
     }
+    b.listener_count = listeners_open(&conf, &b.listeners, err, sizeof(err));
+    if (b.listener_count < 0) {
+        log_error("%s", err);
+        b.listener_count = 0;
+        goto out;
+    }
+    if (b.listener_count == 0) {
+        log_error("no listener to serve: every configured listener was skipped");
+        goto out;
+    }
+    if (drop_privileges(conf.user) < 0)
+        goto out;
 
     static const struct router_ops ops = {
         .ref = session_router_ref,
@@ -266,7 +294,7 @@ out:
     if (b.retain)
         retain_free(b.retain);
     listeners_close(b.listeners, b.listener_count);
-    if (conf.pid_file && rc == 0)
+    if (pid_written)
         unlink(conf.pid_file);
     log_close();
     config_free(&conf);

@@ -33,6 +33,18 @@
 
 static bool is_v5(const struct conn *c) { return c->version == MQTT_V5; }
 
+/* max_qos and max_topic_alias may be set per listener; the listener's
+ * value is the effective one (finalize copies the global one into it). */
+static uint8_t max_qos_of(const struct conn *c)
+{
+    return (uint8_t)c->listener->conf->max_qos;
+}
+
+static uint16_t max_alias_of(const struct conn *c)
+{
+    return (uint16_t)c->listener->conf->max_topic_alias;
+}
+
 static const char *client_name(const struct conn *c)
 {
     return c->client_id ? c->client_id : c->peer;
@@ -61,7 +73,18 @@ static void send_ack(struct conn *c, uint8_t type, uint16_t pid, uint8_t reason)
     send_packet(c, &p);
 }
 
-static void send_disconnect(struct conn *c, uint8_t reason)
+static void set_reason_string(struct mqtt_props *props, const char *why)
+{
+    if (!why)
+        return;
+    mqtt_props_set(props, MQTT_PROP_REASON_STRING);
+    props->reason_string.ptr = (const uint8_t *)why;
+    props->reason_string.len = (uint32_t)strlen(why);
+}
+
+/* DISCONNECT from the server (MQTT 5 only; 3.x has none). A reason string
+ * may always go with it (the Request Problem Information rule exempts it). */
+static void send_disconnect(struct conn *c, uint8_t reason, const char *why)
 {
     if (!is_v5(c))
         return;
@@ -69,6 +92,7 @@ static void send_disconnect(struct conn *c, uint8_t reason)
     memset(&p, 0, sizeof(p));
     p.type = MQTT_DISCONNECT;
     p.u.disconnect.reason = reason;
+    set_reason_string(&p.u.disconnect.props, why);
     send_packet(c, &p);
 }
 
@@ -79,7 +103,7 @@ static enum protocol_result violation(struct worker *w, struct conn *c, uint8_t 
 {
     STAT_ADD(&w->stats, protocol_errors, 1);
     log_notice("client %s: %s (reason 0x%02x), disconnecting", client_name(c), what, reason);
-    send_disconnect(c, reason);
+    send_disconnect(c, reason, what);
     conn_close(c, true);
     return PROTOCOL_STOP;
 }
@@ -99,7 +123,7 @@ void protocol_reject(struct worker *w, struct conn *c, uint8_t reason)
         return;
     }
     log_notice("client %s: invalid packet (reason 0x%02x), disconnecting", client_name(c), reason);
-    send_disconnect(c, reason);
+    send_disconnect(c, reason, NULL);
     conn_close(c, true);
 }
 
@@ -122,7 +146,10 @@ static enum protocol_result refuse(struct worker *w, struct conn *c, uint8_t rc5
                                    const char *why)
 {
     log_notice("client %s refused: %s", c->peer, why);
-    send_connack(c, false, is_v5(c) ? rc5 : rc3, NULL);
+    struct mqtt_props props;
+    memset(&props, 0, sizeof(props));
+    set_reason_string(&props, why);
+    send_connack(c, false, is_v5(c) ? rc5 : rc3, &props);
     conn_close(c, false);
     return PROTOCOL_STOP;
 }
@@ -170,9 +197,16 @@ static size_t forward_props(const struct mqtt_props *p, uint8_t *out)
         memcpy(o, strs[i].v->ptr, strs[i].v->len);
         o += strs[i].v->len;
     }
-    if (p->user_props.len) {
-        memcpy(o, p->user_props.ptr, p->user_props.len);
-        o += p->user_props.len;
+    /* The decoded slice may hold other properties interleaved with the
+     * user properties (topic alias, will delay, ...): copy only the user
+     * properties, or those would be forwarded and written twice. */
+    struct mqtt_bytes key, val;
+    uint32_t pos = 0;
+    while (mqtt_user_props_next(&p->user_props, &pos, &key, &val)) {
+        const uint8_t *start = key.ptr - 3; /* 0x26 and the key length */
+        size_t n = (size_t)(val.ptr + val.len - start);
+        memcpy(o, start, n);
+        o += n;
     }
     return (size_t)(o - out);
 }
@@ -227,10 +261,10 @@ static uint8_t take_will(struct worker *w, struct conn *c, struct session *s,
         return 0;
     uint8_t qos = k->will_qos;
     bool retain = k->will_retain;
-    if (qos > cf->max_qos) {
+    if (qos > max_qos_of(c)) {
         if (is_v5(c))
             return MQTT_RC_QOS_NOT_SUPPORTED;
-        qos = cf->max_qos;
+        qos = max_qos_of(c);
     }
     if (retain && !cf->retain_available) {
         if (is_v5(c))
@@ -248,6 +282,15 @@ static uint8_t take_will(struct worker *w, struct conn *c, struct session *s,
     return 0;
 }
 
+/* persistent_client_expiration bounds sessions that would never end. */
+static uint32_t bound_expiry(const struct config *cf, uint32_t e)
+{
+    if (e == SESSION_EXPIRY_NEVER && cf->persistent_client_expiration >= 0)
+        e = cf->persistent_client_expiration >= SESSION_EXPIRY_NEVER
+                ? SESSION_EXPIRY_NEVER - 1 : (uint32_t)cf->persistent_client_expiration;
+    return e;
+}
+
 static uint32_t session_expiry_of(const struct config *cf, const struct conn *c,
                                   const struct mqtt_connect *k)
 {
@@ -256,11 +299,7 @@ static uint32_t session_expiry_of(const struct config *cf, const struct conn *c,
         e = mqtt_props_has(&k->props, MQTT_PROP_SESSION_EXPIRY) ? k->props.session_expiry : 0;
     else
         e = k->clean_start ? 0 : SESSION_EXPIRY_NEVER;
-    /* persistent_client_expiration bounds sessions that would never end. */
-    if (e == SESSION_EXPIRY_NEVER && cf->persistent_client_expiration >= 0)
-        e = cf->persistent_client_expiration >= SESSION_EXPIRY_NEVER
-                ? SESSION_EXPIRY_NEVER - 1 : (uint32_t)cf->persistent_client_expiration;
-    return e;
+    return bound_expiry(cf, e);
 }
 
 /* Another connection has the client id: the old one goes (MQTT 5 3.1.4-3).
@@ -268,12 +307,18 @@ static uint32_t session_expiry_of(const struct config *cf, const struct conn *c,
 static bool take_over(struct worker *w, struct session *s)
 {
     struct conn *old = s->conn;
+    /* An old connection already closing (its DISCONNECT or error was read
+     * in this loop iteration) keeps the will decision made then: a normal
+     * DISCONNECT discards the will (MQTT 5 3.14.4). */
+    bool closing = old->state == CONN_CLOSING;
+    bool will = closing ? old->will_on_close : true;
     log_info("client %s already connected, closing old connection", s->client_id);
-    send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER);
+    if (!closing)
+        send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER, NULL);
     old->session = NULL;
     STAT_ADD(&w->stats, clients_connected, (uint64_t)-1);
     conn_close(old, false);
-    session_disconnected(w, s, true);
+    session_disconnected(w, s, will);
     bool alive = !s->dead;
     session_unref(s); /* the old connection's reference; may free s */
     return alive;
@@ -378,7 +423,7 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
         c->peer_alias_max = mqtt_props_has(pr, MQTT_PROP_TOPIC_ALIAS_MAX) ? pr->topic_alias_max : 0;
         if (mqtt_props_has(pr, MQTT_PROP_REQUEST_PROBLEM_INFO))
             c->request_problem_info = pr->request_problem_info;
-        c->alias_in_max = cf->max_topic_alias;
+        c->alias_in_max = max_alias_of(c);
     }
 
     struct mqtt_props ack;
@@ -393,9 +438,9 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
             mqtt_props_set(&ack, MQTT_PROP_RECEIVE_MAX);
             ack.receive_max = cf->max_inflight_messages;
         }
-        if (cf->max_qos < 2) {
+        if (max_qos_of(c) < 2) {
             mqtt_props_set(&ack, MQTT_PROP_MAX_QOS);
-            ack.max_qos = cf->max_qos;
+            ack.max_qos = max_qos_of(c);
         }
         if (!cf->retain_available) {
             mqtt_props_set(&ack, MQTT_PROP_RETAIN_AVAILABLE);
@@ -405,9 +450,9 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
             mqtt_props_set(&ack, MQTT_PROP_MAX_PACKET_SIZE);
             ack.max_packet_size = cf->max_packet_size;
         }
-        if (cf->max_topic_alias) {
+        if (max_alias_of(c)) {
             mqtt_props_set(&ack, MQTT_PROP_TOPIC_ALIAS_MAX);
-            ack.topic_alias_max = cf->max_topic_alias;
+            ack.topic_alias_max = max_alias_of(c);
         }
         if (server_keepalive) {
             mqtt_props_set(&ack, MQTT_PROP_SERVER_KEEPALIVE);
@@ -511,7 +556,7 @@ static enum protocol_result handle_publish(struct worker *w, struct conn *c,
     const struct config *cf = w->broker->conf;
     struct session *s = c->session;
     STAT_ADD(&w->stats, msgs_received, 1);
-    if (pub->qos > cf->max_qos)
+    if (pub->qos > max_qos_of(c))
         return violation(w, c, MQTT_RC_QOS_NOT_SUPPORTED, "QoS above max_qos");
     if (pub->retain && !cf->retain_available)
         return violation(w, c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
@@ -623,7 +668,6 @@ static void send_retained(void *arg, struct message *m)
 static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
                                              const struct mqtt_subscribe *sub)
 {
-    const struct config *cf = w->broker->conf;
     struct session *s = c->session;
     uint32_t sub_id = 0;
     if (mqtt_props_has(&sub->props, MQTT_PROP_SUBSCRIPTION_ID))
@@ -658,11 +702,17 @@ static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
             result = violation(w, c, MQTT_RC_PROTOCOL_ERROR, "No Local on a shared subscription");
             goto out;
         }
-        if (o.qos > cf->max_qos)
-            o.qos = cf->max_qos;
+        if (o.qos > max_qos_of(c))
+            o.qos = max_qos_of(c);
         size_t flen = mounted_filter(c, &f, fbuf, sizeof(fbuf));
         int rc = flen ? router_subscribe(w->broker->router, fbuf, flen, s, &o, sub_id) : -1;
-        if (rc < 0 || session_sub_add(s, fbuf, flen) < 0) {
+        if (rc >= 0 && session_sub_add(s, fbuf, flen) < 0) {
+            /* The session could not record it, so session_end would not
+             * remove it: the router must not keep a pointer to s. */
+            router_unsubscribe(w->broker->router, fbuf, flen, s);
+            rc = -1;
+        }
+        if (rc < 0) {
             codes[i++] = is_v5(c) ? MQTT_RC_UNSPECIFIED : 0x80;
             continue;
         }
@@ -741,7 +791,7 @@ static enum protocol_result handle_disconnect(struct worker *w, struct conn *c,
         /* [MQTT-3.14.2-2]: a session that was to end cannot be revived here. */
         if (s->expiry == 0 && d->props.session_expiry != 0)
             return violation(w, c, MQTT_RC_PROTOCOL_ERROR, "session expiry set at DISCONNECT");
-        s->expiry = d->props.session_expiry;
+        s->expiry = bound_expiry(w->broker->conf, d->props.session_expiry);
     }
     bool will = is_v5(c) && d->reason == MQTT_RC_DISCONNECT_WITH_WILL;
     if (w->broker->conf->connection_messages)
@@ -820,12 +870,12 @@ void protocol_conn_closed(struct worker *w, struct conn *c)
 void protocol_shutdown(struct worker *w, struct conn *c)
 {
     if (c->state == CONN_ACTIVE)
-        send_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN);
+        send_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN, NULL);
 }
 
 void protocol_keepalive_timeout(struct worker *w, struct conn *c)
 {
     log_notice("Client %s has exceeded timeout, disconnecting.", client_name(c));
-    send_disconnect(c, MQTT_RC_KEEPALIVE_TIMEOUT);
+    send_disconnect(c, MQTT_RC_KEEPALIVE_TIMEOUT, NULL);
     conn_close(c, true);
 }

@@ -224,6 +224,22 @@ static uint32_t window_of(const struct session *s)
     return win > 65534 ? 65534 : win;
 }
 
+/* Is the in-flight window full (count, or bytes with max_inflight_bytes)?
+ * The byte sum is recomputed rather than tracked: it costs O(window) and
+ * only when max_inflight_bytes is set, and cannot drift out of step. */
+static bool window_full(struct session *s)
+{
+    if (s->inflight.count >= window_of(s))
+        return true;
+    uint64_t max_bytes = s->worker->broker->conf->max_inflight_bytes;
+    if (!max_bytes)
+        return false;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < s->inflight.count; i++)
+        sum += ring_at(&s->inflight, i)->msg->payload_len;
+    return sum >= max_bytes;
+}
+
 static bool inflight_has(struct session *s, uint16_t pid)
 {
     for (uint32_t i = 0; i < s->inflight.count; i++)
@@ -426,7 +442,7 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
             send_now(w, s, d);
             return;
         }
-        if (s->queue.count == 0 && s->inflight.count < window_of(s)) {
+        if (s->queue.count == 0 && !window_full(s)) {
             send_now(w, s, d);
             return;
         }
@@ -450,11 +466,10 @@ void session_pump(struct worker *w, struct session *s)
 {
     if (!online(s))
         return;
-    uint32_t win = window_of(s);
     uint64_t now = 0;
     while (s->queue.count) {
         struct delivery *head = ring_at(&s->queue, 0);
-        if (head->qos && s->inflight.count >= win)
+        if (head->qos && window_full(s))
             break;
         if (buf_used(&s->conn->out) > CONN_OUT_LIMIT && head->qos == 0)
             break;

@@ -42,6 +42,7 @@ struct conn {
     enum conn_state state;
     bool dirty;                  /* on the flush list */
     bool want_write;             /* EPOLLOUT armed */
+    bool read_paused;            /* EPOLLIN off: too much output waiting */
     bool will_on_close;          /* closing abnormally: publish the will */
     bool request_problem_info;
     uint8_t version;

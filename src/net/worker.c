@@ -44,6 +44,13 @@
 #define MAX_EVENTS 256
 #define TICK_MS 250
 #define CONNECT_TIMEOUT_MS 10000
+/* How long a closing connection may take to write its last output: a peer
+ * that does not read must not keep its connection (and session) forever. */
+#define CLOSE_TIMEOUT_MS 5000
+/* Past this much output the socket did not take, a connection's input is
+ * not read until the output drains: a client that sends without reading
+ * its acknowledgements must not grow the broker's memory without bound. */
+#define OUT_PAUSE_READ (4u << 20)
 #define ACCEPTS_PER_WAKEUP 64
 
 struct worker *worker_new(struct broker *b, int id)
@@ -125,16 +132,28 @@ void conn_close(struct conn *c, bool will)
         return;
     c->state = CONN_CLOSING;
     c->will_on_close = will;
+    c->deadline = c->worker->now + CLOSE_TIMEOUT_MS;
     mark_dirty(c); /* the flush pass closes it after writing what is queued */
 }
 
-static void set_want_write(struct worker *w, struct conn *c, bool on)
+/* A closing connection whose output can no longer be delivered (the peer
+ * went away, or did not read in time): drop the output so that the next
+ * flush pass destroys it. */
+static void conn_abandon(struct conn *c)
 {
-    if (c->want_write == on)
+    buf_consume(&c->out, buf_used(&c->out));
+    mark_dirty(c);
+}
+
+static void set_events(struct worker *w, struct conn *c, bool want_write, bool paused)
+{
+    if (c->want_write == want_write && c->read_paused == paused)
         return;
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+    struct epoll_event ev = {.events = (paused ? 0 : EPOLLIN) | (want_write ? EPOLLOUT : 0),
+                             .data.ptr = c};
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->want_write = on;
+    c->want_write = want_write;
+    c->read_paused = paused;
 }
 
 static void conn_destroy(struct worker *w, struct conn *c)
@@ -175,15 +194,19 @@ static int conn_flush(struct worker *w, struct conn *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_want_write(w, c, true);
+                set_events(w, c, true, buf_used(&c->out) > OUT_PAUSE_READ);
                 return 0;
             }
             return -1;
         }
         STAT_ADD(&w->stats, bytes_sent, (uint64_t)n);
         buf_consume(&c->out, (size_t)n);
+        /* While its input is not read, a client that reads its output
+         * shows it is alive: its PINGREQs wait unread in the socket. */
+        if (c->read_paused && n > 0)
+            c->last_rx = w->now;
     }
-    set_want_write(w, c, false);
+    set_events(w, c, false, false);
     return 0;
 }
 
@@ -256,8 +279,12 @@ static void flush_outbox(struct worker *w)
         w->outbox[i] = NULL;
         struct worker *t = w->broker->workers[i];
         pthread_mutex_lock(&t->inbox.lock);
-        b->next = t->inbox.batches;
-        t->inbox.batches = b;
+        b->next = NULL;
+        if (t->inbox.batches_last)
+            t->inbox.batches_last->next = b;
+        else
+            t->inbox.batches = b;
+        t->inbox.batches_last = b;
         bool signal = !t->inbox.signalled;
         t->inbox.signalled = true;
         pthread_mutex_unlock(&t->inbox.lock);
@@ -311,6 +338,12 @@ size_t worker_route(struct worker *w, struct message *m)
 
 /* ---- delayed publish (a binary min-heap by due time) -------------------- */
 
+/* Equal due times keep their order of arrival. */
+static bool delayed_before(const struct delayed_msg *a, const struct delayed_msg *b)
+{
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
 void worker_delay(struct worker *w, struct message *m, uint64_t due)
 {
     if (w->delayed_count == w->delayed_cap) {
@@ -323,13 +356,13 @@ void worker_delay(struct worker *w, struct message *m, uint64_t due)
         w->delayed = a;
         w->delayed_cap = cap;
     }
+    struct delayed_msg item = {.due = due, .seq = w->delayed_seq++, .msg = m};
     size_t i = w->delayed_count++;
-    while (i > 0 && w->delayed[(i - 1) / 2].due > due) {
+    while (i > 0 && delayed_before(&item, &w->delayed[(i - 1) / 2])) {
         w->delayed[i] = w->delayed[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    w->delayed[i].due = due;
-    w->delayed[i].msg = m;
+    w->delayed[i] = item;
 }
 
 static void run_delayed(struct worker *w)
@@ -342,9 +375,9 @@ static void run_delayed(struct worker *w)
             size_t c = 2 * i + 1;
             if (c >= w->delayed_count)
                 break;
-            if (c + 1 < w->delayed_count && w->delayed[c + 1].due < w->delayed[c].due)
+            if (c + 1 < w->delayed_count && delayed_before(&w->delayed[c + 1], &w->delayed[c]))
                 c++;
-            if (w->delayed[c].due >= last.due)
+            if (!delayed_before(&w->delayed[c], &last))
                 break;
             w->delayed[i] = w->delayed[c];
             i = c;
@@ -370,6 +403,7 @@ static void conn_adopt(struct worker *w, struct conn *c)
     w->conns = c;
     w->conn_count++;
     c->want_write = false;
+    c->read_paused = false;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
         log_error("client %s: epoll: %s", c->peer, strerror(errno));
@@ -441,8 +475,15 @@ static size_t process(struct worker *w, struct conn *c, const uint8_t *data, siz
 
 static void conn_readable(struct worker *w, struct conn *c)
 {
-    if (c->state == CONN_CLOSING)
+    if (c->state == CONN_CLOSING) {
+        /* Still writing its last output. Input is discarded (left unread,
+         * level-triggered EPOLLIN would fire again at once); end of file or
+         * an error means the output will never be read. */
+        ssize_t n = recv(c->fd, w->rbuf, w->rbuf_cap, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_abandon(c);
         return;
+    }
     bool own = buf_used(&c->in) > 0;
     uint8_t *dst;
     size_t room;
@@ -519,6 +560,7 @@ static void drain_inbox(struct worker *w)
     struct delivery_batch *batches = w->inbox.batches;
     struct conn *conns = w->inbox.conns;
     w->inbox.batches = NULL;
+    w->inbox.batches_last = NULL;
     w->inbox.conns = NULL;
     w->inbox.signalled = false;
     pthread_mutex_unlock(&w->inbox.lock);
@@ -615,6 +657,10 @@ static void tick(struct worker *w)
         } else if (c->state == CONN_ACTIVE && c->keepalive &&
                    w->now - c->last_rx > (uint64_t)c->keepalive * 1500u) {
             protocol_keepalive_timeout(w, c);
+        } else if (c->state == CONN_CLOSING && w->now >= c->deadline) {
+            log_notice("client %s did not read its last output in time, closing",
+                       c->client_id ? c->client_id : c->peer);
+            conn_abandon(c);
         }
     }
     session_tick(w, w->now);
@@ -642,8 +688,14 @@ static void *worker_main(void *arg)
             int kind = *(int *)events[i].data.ptr;
             if (kind == EV_CONN) {
                 struct conn *c = events[i].data.ptr;
-                if (events[i].events & EPOLLOUT && conn_flush(w, c) < 0)
-                    conn_close(c, true);
+                if (events[i].events & EPOLLOUT) {
+                    if (conn_flush(w, c) < 0)
+                        conn_close(c, true);
+                    /* The flush pass destroys a closing connection once its
+                     * output is out (or the socket failed). */
+                    if (c->state == CONN_CLOSING)
+                        mark_dirty(c);
+                }
                 if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                     conn_readable(w, c);
             } else if (kind == EV_LISTENER) {

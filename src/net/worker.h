@@ -37,13 +37,15 @@ struct delivery_batch {
 /* Work handed to a worker by another thread. */
 struct inbox {
     pthread_mutex_t lock;
-    struct delivery_batch *batches;
+    struct delivery_batch *batches;      /* oldest first: per-publisher order */
+    struct delivery_batch *batches_last; /* is kept across workers */
     struct conn *conns;          /* connections moving here (linked by next) */
     bool signalled;              /* eventfd written since the last drain */
 };
 
 struct delayed_msg {
     uint64_t due;                /* monotonic ms */
+    uint64_t seq;                /* order of arrival, for equal due times */
     struct message *msg;
 };
 
@@ -71,6 +73,7 @@ struct worker {
     uint64_t next_sys;
     struct delayed_msg *delayed; /* min-heap by due */
     size_t delayed_count, delayed_cap;
+    uint64_t delayed_seq;
 };
 
 struct worker *worker_new(struct broker *b, int id);

@@ -659,16 +659,21 @@ class RawClient:
         elif pkt.qos == 2:
             self.send(ack_packet(PUBREC, pkt.pid, version=self.version))
 
-    def drain(self, quiet=0.5, ack=True, limit=10000):
-        """Read PUBLISH packets until none arrives for `quiet` seconds."""
+    def drain(self, quiet=0.5, ack=True, limit=10000, max_time=None):
+        """Read PUBLISH packets until none arrives for `quiet` seconds (or,
+        with max_time, until that many seconds have passed in total)."""
         got = []
         self.pending = getattr(self, "pending", [])
+        end = None if max_time is None else time.monotonic() + max_time
         while len(got) < limit:
             if self.pending:
                 pkt = self.pending.pop(0)
             else:
+                wait = quiet if end is None else min(quiet, end - time.monotonic())
+                if wait <= 0:
+                    break
                 try:
-                    pkt = self.recv_packet(quiet)
+                    pkt = self.recv_packet(wait)
                 except Timeout:
                     break
             if pkt.type == PUBREL:

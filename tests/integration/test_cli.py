@@ -156,8 +156,8 @@ def test_sigterm_with_no_clients_exits_fast(make_broker):
     assert time.monotonic() - t0 < T(3)
 
 
-def test_sigterm_publishes_no_will_for_v5_clients_with_disconnect(make_broker):
-    # shutting down is the server's action; the broker exits cleanly even with wills pending
+def test_sigterm_clean_exit_with_pending_delayed_will(make_broker):
+    # the broker exits cleanly (code 0) even with sessions and delayed wills pending
     b = make_broker("")
     raw(b, "w", version=V5, will={"topic": "w/t", "payload": b"x", "props": {M.WILL_DELAY_INTERVAL: 100}},
         clean=False, props={M.SESSION_EXPIRY_INTERVAL: 300})
@@ -169,3 +169,15 @@ def test_restart_on_same_port(make_broker):
     b.restart()
     c = raw(b, "after-restart", version=V311)
     assert c.connack.rc == 0
+
+
+def test_kill9_then_restart_serves_again(make_broker):
+    b = make_broker("")
+    raw(b, "before", version=V311)
+    b.kill9()
+    b.start()
+    c = raw(b, "after-kill", version=V5)
+    assert c.connack.rc == 0
+    c.subscribe([("k/t", 1)])
+    raw(b, "pub", version=V5).publish("k/t", b"alive", qos=1)
+    assert c.recv_publishes(1)[0].payload == b"alive"

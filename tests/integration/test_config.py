@@ -50,6 +50,7 @@ def test_ipv6_listener(make_broker):
 
 def test_unix_socket_listener(make_broker):
     d = tempfile.mkdtemp(prefix="pt", dir="/tmp")
+    os.chmod(d, 0o777)   # a broker that drops privileges must still be able to bind
     path = os.path.join(d, "b.sock")
     try:
         b = make_broker("listener 0 %s" % path)

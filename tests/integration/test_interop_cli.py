@@ -33,11 +33,15 @@ def start_sub(broker, topic, count, version, qos=1, timeout=10, extra=(), sync=T
            "-F", "%t|%r|%q|%p", "-i", "msub%d" % time.monotonic_ns()] + topics + list(extra)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.sync_topic = sync_topic if sync else None
+    proc.early = ""
     if sync:
         line = b""
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + T(5)
-        while not line.endswith(b"\n"):
+        while not line.startswith(sync_topic.encode()) or not line.endswith(b"\n"):
+            if line.endswith(b"\n"):
+                proc.early += line.decode()
+                line = b""
             left = deadline - time.monotonic()
             r, _, _ = select.select([fd], [], [], max(0.0, left))
             if not r:
@@ -59,7 +63,7 @@ def finish(proc, timeout=15):
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError("mosquitto_sub did not finish: %r" % err)
-    out = out.decode()
+    out = proc.early + out.decode()
     if proc.sync_topic:
         out = "".join(l for l in out.splitlines(True) if not l.startswith(proc.sync_topic))
     return proc.returncode, out, err.decode()

@@ -180,10 +180,14 @@ def test_publish_qos_3(broker, version):
 
 
 def test_qos0_with_dup_flag(broker):
-    # [MQTT-3.3.1-2]: DUP must be 0 for QoS 0 (5.0: malformed)
+    # [MQTT-3.3.1-2]: DUP must be 0 for QoS 0. A receiver may reject the packet;
+    # if it forwards it, [MQTT-3.3.1-3] the outgoing DUP is set independently (0).
+    sub = raw(broker, "sub", version=V5)
+    sub.subscribe([("dup0/t", 0)])
     c = raw(broker, "dup0", version=V5)
-    c.send(M.publish_packet("t", b"x", qos=0, dup=True))
-    assert_rejected(c)
+    c.send(M.publish_packet("dup0/t", b"x", qos=0, dup=True))
+    for p in sub.drain(0.5):
+        assert not p.dup and p.qos == 0
     still_serves(broker)
 
 

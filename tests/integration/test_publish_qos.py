@@ -77,15 +77,21 @@ def test_qos2_duplicate_before_pubrel_delivered_once(broker):
 
 
 def test_v5_qos2_duplicate_before_pubrel_delivered_once(broker):
-    # 5.0 [MQTT-4.3.3-10]
+    # 5.0 [MQTT-4.3.3-10]; in 5.0 a resend only happens on reconnect [MQTT-4.4.0-1]:
+    # the PUBREC is "lost", the client reconnects and resends with DUP=1
     sub = raw(broker, "sub5", version=V5)
     sub.subscribe([("eo5/t", 2)])
-    c = raw(broker, "eo5", version=V5)
-    for dup in (False, True, True):
-        c.send(M.publish_packet("eo5/t", b"once", qos=2, pid=9, dup=dup))
-        assert c.expect(M.PUBREC).pid == 9
-    c.send(M.ack_packet(M.PUBREL, 9))
-    assert c.expect(M.PUBCOMP).pid == 9
+    sess = {M.SESSION_EXPIRY_INTERVAL: 60}
+    c = raw(broker, "eo5", version=V5, clean=False, props=sess)
+    c.send(M.publish_packet("eo5/t", b"once", qos=2, pid=9))
+    assert c.expect(M.PUBREC).pid == 9
+    c.close()
+    d = raw(broker, "eo5", version=V5, clean=False, props=sess)
+    assert d.connack.session_present
+    d.send(M.publish_packet("eo5/t", b"once", qos=2, pid=9, dup=True))
+    assert d.expect(M.PUBREC).pid == 9
+    d.send(M.ack_packet(M.PUBREL, 9))
+    assert d.expect(M.PUBCOMP).pid == 9
     got = sub.drain(0.7)
     assert [p.payload for p in got] == [b"once"]
 
