@@ -271,6 +271,13 @@ static uint8_t take_will(struct worker *w, struct conn *c, struct session *s,
             return MQTT_RC_RETAIN_NOT_SUPPORTED;
         retain = false;
     }
+    /* Clients do not publish into $SYS/, by PUBLISH or by will: such a
+     * will is not kept (as such a PUBLISH is acknowledged and dropped). */
+    if (k->will_topic.len >= 5 && memcmp(k->will_topic.ptr, "$SYS/", 5) == 0) {
+        log_notice("client %s: will on %.*s ignored: $SYS is the broker's", c->peer,
+                   (int)k->will_topic.len, (const char *)k->will_topic.ptr);
+        return 0;
+    }
     s->will = make_message(c, s, &k->will_topic, &k->will_payload, &k->will_props, qos, retain,
                            false);
     if (!s->will)

@@ -37,6 +37,7 @@ static struct load loads[] = {
     {"connections", offsetof(struct worker_stats, connections_accepted), 0, {0, 0, 0}},
 };
 static uint64_t last_load_ms;
+static size_t heap_maximum; /* sampled at each publication */
 
 uint64_t broker_stat_sum(const struct broker *b, size_t field_offset)
 {
@@ -128,6 +129,13 @@ void sys_publish(struct worker *w)
     put(w, "$SYS/broker/subscriptions/count", "%zu", router_count(b->router));
     put(w, "$SYS/broker/retained messages/count", "%zu", retain_count(b->retain));
     struct mallinfo2 mi = mallinfo2();
-    put(w, "$SYS/broker/heap/current", "%zu", mi.uordblks + mi.hblkhd);
+    size_t heap = mi.uordblks + mi.hblkhd;
+    if (heap > heap_maximum)
+        heap_maximum = heap;
+    put(w, "$SYS/broker/heap/current", "%zu", heap);
+    put(w, "$SYS/broker/heap/maximum", "%zu", heap_maximum);
+    /* Not a Mosquitto topic: malformed or invalid packets from clients. */
+    put(w, "$SYS/broker/errors/protocol", "%llu",
+        (unsigned long long)BROKER_STAT(b, protocol_errors));
     update_loads(w);
 }

@@ -1,5 +1,6 @@
 """The petrel command line: options, config checking and signals."""
 
+import os
 import re
 import signal
 import subprocess
@@ -8,7 +9,7 @@ import time
 import pytest
 
 import mqttraw as M
-from helpers import T, V311, V5, free_port, raw, wait_port
+from helpers import T, V311, V5, free_port, raw, wait_for, wait_port
 
 
 def run(petrel_bin, *args, timeout=10):
@@ -181,3 +182,25 @@ def test_kill9_then_restart_serves_again(make_broker):
     c.subscribe([("k/t", 1)])
     raw(b, "pub", version=V5).publish("k/t", b"alive", qos=1)
     assert c.recv_publishes(1)[0].payload == b"alive"
+
+
+def test_daemon_writes_pid_file_and_serves(petrel_bin, tmp_path):
+    # -d detaches (the command returns at once), pid_file names the daemon,
+    # and SIGTERM removes the pid file on the way out.
+    port = free_port()
+    pidfile = tmp_path / "petrel.pid"
+    conf = tmp_path / "d.conf"
+    conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npid_file %s\n"
+                    "log_dest file %s\n" % (port, pidfile, tmp_path / "d.log"))
+    r = subprocess.run([petrel_bin, "-c", str(conf), "-d"], timeout=T(10))
+    assert r.returncode == 0
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), T(10))
+    pid = int(pidfile.read_text())
+    try:
+        assert wait_port("127.0.0.1", port, T(10))
+        c = M.RawClient("127.0.0.1", port, timeout=T(5), version=5)
+        assert c.connect("daemon-client").rc == 0
+        c.close()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not pidfile.exists(), T(10))

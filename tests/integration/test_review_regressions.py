@@ -167,3 +167,19 @@ def test_non_reading_sender_is_throttled(broker):
     c.close()
     other = raw(broker, "nr-other")
     assert other.is_open()
+
+
+def test_will_cannot_publish_into_sys(make_broker):
+    # Clients cannot publish into $SYS/ (docs/architecture.md); a will is a
+    # publish too, and a retained one would replace the broker's value.
+    b = make_broker("")
+    watch = raw(b, "sw-watch")
+    watch.subscribe([("$SYS/broker/version", M.sub_options(qos=0, retain_handling=2))])
+    c = raw(b, "sw-c", will=dict(topic="$SYS/broker/version", payload=b"fake", retain=True))
+    c.abort()
+    got = [p for p in watch.collect(quiet=T(1)) if p.type == M.PUBLISH]
+    assert [p.payload for p in got if p.payload == b"fake"] == []
+    late = raw(b, "sw-late")
+    late.subscribe([("$SYS/broker/version", M.sub_options(qos=0))])
+    got = [p for p in late.collect(quiet=T(0.5)) if p.type == M.PUBLISH]
+    assert all(p.payload != b"fake" for p in got)
