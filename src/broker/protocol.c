@@ -614,17 +614,23 @@ static enum protocol_result handle_publish(struct worker *w, struct conn *c,
         return PROTOCOL_CONTINUE;
     }
     size_t routed = 1;
+    struct session *backed_up = NULL;
     if (delayed) {
         worker_delay(w, m, w->now + (uint64_t)delay * 1000u);
     } else {
         if (pub->retain)
             retain_set(w->broker->retain, m);
-        routed = worker_route(w, m);
+        routed = worker_route_from(w, m, &backed_up);
         message_unref(m);
     }
-    if (pub->qos == 2 && session_qos2_add(s, pub->packet_id) < 0)
+    if (pub->qos == 2 && session_qos2_add(s, pub->packet_id) < 0) {
+        if (backed_up)
+            session_unref(backed_up);
         return violation(w, c, MQTT_RC_UNSPECIFIED, "out of memory");
+    }
     ack_publish(c, pub, routed ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+    if (backed_up)
+        conn_pace(c, backed_up); /* the message is accepted; read no more for now */
     return PROTOCOL_CONTINUE;
 }
 

@@ -84,6 +84,13 @@ static void ring_clear(struct delivery_ring *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Keep the atomic mirror of the queue depth in step (read by other
+ * workers for publisher pacing). */
+static void queue_mirror(struct session *s)
+{
+    atomic_store_explicit(&s->queued_count, s->queue.count, memory_order_relaxed);
+}
+
 /* ---- table ---------------------------------------------------------- */
 
 void session_table_init(struct session_table *t)
@@ -168,6 +175,9 @@ struct session *session_new(struct worker *w, const uint8_t *client_id, size_t l
     atomic_init(&s->refs, 1);
     atomic_init(&s->online, false);
     atomic_init(&s->inflight_count, 0);
+    atomic_init(&s->queued_count, 0);
+    atomic_init(&s->incoming, 0);
+    atomic_init(&s->stalled, false);
     s->id = atomic_fetch_add(&w->broker->next_session_id, 1) + 1;
     s->worker = w;
     s->hnext = t->buckets[hash & t->mask];
@@ -460,6 +470,7 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
         return;
     }
     s->queued_bytes += d->msg->payload_len;
+    queue_mirror(s);
 }
 
 void session_pump(struct worker *w, struct session *s)
@@ -475,6 +486,7 @@ void session_pump(struct worker *w, struct session *s)
             break;
         struct delivery d;
         ring_pop_front(&s->queue, &d);
+        queue_mirror(s);
         s->queued_bytes -= d.msg->payload_len;
         if (d.msg->expiry_at) {
             if (!now)
@@ -518,6 +530,7 @@ static int inflight_find(struct session *s, uint16_t pid)
 
 static void inflight_done(struct worker *w, struct session *s, uint32_t i)
 {
+    s->progress++;
     message_unref(ring_at(&s->inflight, i)->msg);
     ring_remove(&s->inflight, i);
     atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
@@ -677,6 +690,7 @@ void session_requeue_shared(struct worker *w, struct session *s)
                 if (r == 1)
                     s->queued_bytes -= d->msg->payload_len;
                 ring_remove(rings[r], i); /* the reference moved */
+                queue_mirror(s);
                 continue;
             }
             i++;
@@ -722,10 +736,50 @@ void session_end(struct worker *w, struct session *s)
     ring_clear(&s->inflight);
     ring_clear(&s->queue);
     s->queued_bytes = 0;
+    queue_mirror(s);
     atomic_store_explicit(&s->inflight_count, 0, memory_order_relaxed);
     table_remove(&w->sessions, s);
     STAT_ADD(&w->stats, sessions, (uint64_t)-1);
     session_unref(s);
+}
+
+uint32_t session_backlog_threshold(const struct worker *w)
+{
+    uint32_t max = w->broker->conf->max_queued_messages;
+    uint32_t t = max ? max / 2 : 1000;
+    if (t > 1000)
+        t = 1000;
+    return t ? t : 1;
+}
+
+/* A backlog that has not moved for this long marks the session stalled:
+ * it stops pacing publishers, and its queue limit applies instead. */
+#define STALL_MS 1000
+
+static void check_stall(struct worker *w, struct session *s, uint64_t now)
+{
+    uint32_t threshold = session_backlog_threshold(w);
+    bool stalled = atomic_load_explicit(&s->stalled, memory_order_relaxed);
+    if (s->queue.count <= threshold / 2 || !s->conn) {
+        s->stall_since = 0;
+        if (stalled)
+            atomic_store_explicit(&s->stalled, false, memory_order_relaxed);
+        return;
+    }
+    if (s->queue.count <= threshold)
+        return;
+    if (s->progress != s->progress_seen) {
+        s->progress_seen = s->progress;
+        s->stall_since = now;
+        return;
+    }
+    if (!s->stall_since)
+        s->stall_since = now;
+    else if (!stalled && now - s->stall_since >= STALL_MS) {
+        log_info("client %s: backlog of %u messages not moving, no longer pacing publishers",
+                 s->client_id, s->queue.count);
+        atomic_store_explicit(&s->stalled, true, memory_order_relaxed);
+    }
 }
 
 void session_tick(struct worker *w, uint64_t now)
@@ -737,6 +791,8 @@ void session_tick(struct worker *w, uint64_t now)
         struct session *s = t->buckets[b];
         while (s) {
             struct session *next = s->hnext; /* session_end unlinks s */
+            if (s->queue.count || atomic_load_explicit(&s->stalled, memory_order_relaxed))
+                check_stall(w, s, now);
             if (!s->conn) {
                 if (s->will_at && now >= s->will_at)
                     publish_will(w, s);

@@ -58,6 +58,14 @@ struct session {
     atomic_uint refs;
     atomic_bool online;
     atomic_uint inflight_count;
+    /* Publisher pacing (worker.c): other workers read these to decide
+     * whether a PUBLISH for this session should slow its publisher. */
+    atomic_uint queued_count;   /* mirror of queue.count */
+    atomic_uint incoming;       /* QoS 1/2 deliveries in transit from other workers */
+    atomic_bool stalled;        /* backlog made no progress for a while */
+    uint64_t progress;          /* acknowledgements received, owner only */
+    uint64_t progress_seen;     /* value at the last stall check */
+    uint64_t stall_since;       /* monotonic ms the backlog stopped moving */
     uint64_t id;                /* unique per process; No Local compares it */
     struct worker *worker;      /* owner */
     struct conn *conn;          /* current connection, NULL when offline */
@@ -150,6 +158,19 @@ void session_requeue_shared(struct worker *w, struct session *s);
 
 /* Shutdown: free every session of w without publishing wills. */
 void session_table_destroy(struct worker *w);
+
+/* Queue depth past which a session counts as backed up for publisher
+ * pacing (half of max_queued_messages, at most 1000). */
+uint32_t session_backlog_threshold(const struct worker *w);
+
+/* Messages waiting for this session: queued, plus those on their way from
+ * other workers (counted as they are routed, so a burst shows at once). */
+static inline uint32_t session_backlog(struct session *s)
+{
+    return atomic_load_explicit(&s->queued_count, memory_order_relaxed) +
+           atomic_load_explicit(&s->incoming, memory_order_relaxed);
+}
+
 
 /* Router callbacks. */
 void session_router_ref(void *sub);

@@ -39,12 +39,15 @@ struct conn {
     struct session *session;     /* reference, once ACTIVE */
     struct conn *prev, *next;    /* worker's connection list */
     struct conn *dirty_next;     /* worker's flush list */
+    struct conn *paced_next;     /* worker's list of paced publishers */
+    struct session *pace_on;     /* the backed-up session it waits for (ref) */
     enum conn_state state;
     bool dirty;                  /* on the flush list */
     bool want_write;             /* EPOLLOUT armed */
     bool read_paused;            /* EPOLLIN off: too much output waiting */
     bool will_on_close;          /* closing abnormally: publish the will */
     bool request_problem_info;
+    bool paced;                  /* reading stopped: see worker.c, pacing */
     uint8_t version;
     uint16_t keepalive;          /* seconds, as granted */
     uint64_t last_rx;            /* monotonic ms of the last packet in */

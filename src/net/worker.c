@@ -147,6 +147,7 @@ static void conn_abandon(struct conn *c)
 
 static void set_events(struct worker *w, struct conn *c, bool want_write, bool paused)
 {
+    paused = paused || c->paced;
     if (c->want_write == want_write && c->read_paused == paused)
         return;
     struct epoll_event ev = {.events = (paused ? 0 : EPOLLIN) | (want_write ? EPOLLOUT : 0),
@@ -156,8 +157,25 @@ static void set_events(struct worker *w, struct conn *c, bool want_write, bool p
     c->read_paused = paused;
 }
 
+static void unpace(struct worker *w, struct conn *c)
+{
+    struct conn **pp = &w->paced;
+    while (*pp && *pp != c)
+        pp = &(*pp)->paced_next;
+    if (*pp)
+        *pp = c->paced_next;
+    c->paced = false;
+    c->paced_next = NULL;
+    if (c->pace_on) {
+        session_unref(c->pace_on);
+        c->pace_on = NULL;
+    }
+}
+
 static void conn_destroy(struct worker *w, struct conn *c)
 {
+    if (c->paced)
+        unpace(w, c);
     protocol_conn_closed(w, c);
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -261,6 +279,8 @@ void worker_deliver(struct worker *w, struct session *s, struct delivery *d)
     b->items[b->count].session = s;
     b->items[b->count].d = *d;
     b->count++;
+    if (d->qos)
+        atomic_fetch_add_explicit(&s->incoming, 1, memory_order_relaxed);
 }
 
 static void inbox_signal(struct worker *target)
@@ -295,6 +315,11 @@ static void flush_outbox(struct worker *w)
 
 size_t worker_route(struct worker *w, struct message *m)
 {
+    return worker_route_from(w, m, NULL);
+}
+
+size_t worker_route_from(struct worker *w, struct message *m, struct session **backed_up)
+{
     struct route_query q = {
         .topic = (const uint8_t *)m->topic,
         .topic_len = m->topic_len,
@@ -322,6 +347,31 @@ size_t worker_route(struct worker *w, struct message *m)
         w->routes_cap = cap;
     }
     bool upgrade = w->broker->conf->upgrade_outgoing_qos;
+    /* Pacing: is every destination backed up? Only QoS 1/2 publishers are
+     * paced; QoS 0 to a backed-up client is dropped at its output limit. */
+    struct session *slow = NULL;
+    if (backed_up && m->qos > 0 && n > 0) {
+        /* Offline and stalled sessions take no part: they queue up to
+         * their limit whatever the publisher does. */
+        uint32_t threshold = session_backlog_threshold(w);
+        bool all = true;
+        for (size_t i = 0; i < n && all; i++) {
+            struct session *s = w->routes[i].sub;
+            if (!atomic_load_explicit(&s->online, memory_order_relaxed) ||
+                atomic_load_explicit(&s->stalled, memory_order_relaxed))
+                continue;
+            if (session_backlog(s) > threshold)
+                slow = s;
+            else
+                all = false;
+        }
+        if (all && slow)
+            session_ref(slow);
+        else
+            slow = NULL;
+    }
+    if (backed_up)
+        *backed_up = slow;
     for (size_t i = 0; i < n; i++) {
         const struct route *r = &w->routes[i];
         struct delivery d = {.msg = message_ref(m), .group = r->group};
@@ -467,8 +517,8 @@ static size_t process(struct worker *w, struct conn *c, const uint8_t *data, siz
             break; /* the CONNECT stays unconsumed */
         }
         off += used;
-        if (r == PROTOCOL_STOP)
-            break;
+        if (r == PROTOCOL_STOP || c->paced)
+            break; /* a paced publisher's remaining input waits in c->in */
     }
     return off;
 }
@@ -482,6 +532,11 @@ static void conn_readable(struct worker *w, struct conn *c)
         ssize_t n = recv(c->fd, w->rbuf, w->rbuf_cap, 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             conn_abandon(c);
+        return;
+    }
+    if (c->paced) {
+        /* Reading is off; only a hang-up or an error gets here. */
+        conn_close(c, true);
         return;
     }
     bool own = buf_used(&c->in) > 0;
@@ -536,19 +591,82 @@ static void conn_readable(struct worker *w, struct conn *c)
         conn_move(w, c, move);
 }
 
-/* Connections handed over by another worker: their CONNECT is in c->in. */
-static void adopt_moved(struct worker *w, struct conn *c)
+/* ---- publisher pacing ----------------------------------------------------
+ *
+ * A QoS 1/2 publisher whose messages all land behind a backlog (every
+ * online subscriber it reaches already has more than the backlog threshold
+ * queued) stops being read until that backlog is half worked off. Without
+ * this, a fan-in of fast publishers to one subscriber fills the
+ * subscriber's queue to its limit and the rest is dropped; with it, the
+ * publishers go at the subscriber's pace and nothing is lost. A publisher
+ * that also reaches a subscriber keeping up is never paced, so one slow
+ * subscriber does not slow the others (it hits its own queue limit), and
+ * a subscriber whose backlog stops moving is marked stalled and paces no
+ * one (session.c). Resumption is checked every loop iteration, which
+ * sleeps at most 1 ms while any publisher is paced. */
+
+void conn_pace(struct conn *c, struct session *on)
 {
-    conn_adopt(w, c);
-    if (c->state == CONN_CLOSING)
+    struct worker *w = c->worker;
+    if (c->paced || c->state != CONN_ACTIVE) {
+        session_unref(on);
+        return;
+    }
+    c->paced = true;
+    c->pace_on = on;
+    c->paced_next = w->paced;
+    w->paced = c;
+    set_events(w, c, c->want_write, c->read_paused);
+}
+
+/* Handle what a connection has buffered (after a move or a pause). */
+static void process_buffered(struct worker *w, struct conn *c)
+{
+    if (c->state == CONN_CLOSING || !buf_used(&c->in))
         return;
     int move;
     size_t used = process(w, c, c->in.data + c->in.off, buf_used(&c->in), &move);
     if (c->state != CONN_CLOSING) {
         buf_consume(&c->in, used);
-        if (move >= 0) /* cannot happen: this is the owning worker */
+        if (move >= 0) /* cannot happen: the connection is on its owner */
             conn_close(c, false);
     }
+}
+
+static void resume_paced(struct worker *w)
+{
+    uint32_t resume_at = session_backlog_threshold(w) / 2;
+    struct conn *ready = NULL;
+    for (struct conn **pp = &w->paced; *pp;) {
+        struct conn *c = *pp;
+        struct session *s = c->pace_on;
+        if (session_backlog(s) > resume_at &&
+            atomic_load_explicit(&s->online, memory_order_relaxed) &&
+            !atomic_load_explicit(&s->stalled, memory_order_relaxed)) {
+            pp = &c->paced_next;
+            continue;
+        }
+        *pp = c->paced_next;
+        c->paced = false;
+        session_unref(s);
+        c->pace_on = NULL;
+        c->paced_next = ready;
+        ready = c;
+    }
+    while (ready) {
+        struct conn *c = ready;
+        ready = c->paced_next;
+        c->paced_next = NULL;
+        set_events(w, c, c->want_write, buf_used(&c->out) > OUT_PAUSE_READ);
+        process_buffered(w, c);
+    }
+}
+
+/* Connections handed over by another worker: their CONNECT is in c->in. */
+static void adopt_moved(struct worker *w, struct conn *c)
+{
+    conn_adopt(w, c);
+    process_buffered(w, c);
 }
 
 static void drain_inbox(struct worker *w)
@@ -568,8 +686,11 @@ static void drain_inbox(struct worker *w)
         struct delivery_batch *b = batches;
         batches = b->next;
         for (size_t i = 0; i < b->count; i++) {
-            session_deliver(w, b->items[i].session, &b->items[i].d);
-            session_unref(b->items[i].session);
+            struct session *s = b->items[i].session;
+            if (b->items[i].d.qos)
+                atomic_fetch_sub_explicit(&s->incoming, 1, memory_order_relaxed);
+            session_deliver(w, s, &b->items[i].d);
+            session_unref(s);
         }
         free(b);
     }
@@ -682,6 +803,8 @@ static void *worker_main(void *arg)
         int timeout = (int)(w->next_tick > w->now ? w->next_tick - w->now : 0);
         if (w->delayed_count && w->delayed[0].due < w->next_tick)
             timeout = (int)(w->delayed[0].due > w->now ? w->delayed[0].due - w->now : 0);
+        if (w->paced && timeout > 1)
+            timeout = 1;
         int n = epoll_wait(w->epfd, events, MAX_EVENTS, timeout);
         w->now = clock_mono_ms();
         for (int i = 0; i < n; i++) {
@@ -704,6 +827,8 @@ static void *worker_main(void *arg)
                 drain_inbox(w);
             }
         }
+        if (w->paced)
+            resume_paced(w);
         if (w->delayed_count)
             run_delayed(w);
         if (w->now >= w->next_tick) {

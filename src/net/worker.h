@@ -62,6 +62,7 @@ struct worker {
     struct conn *conns;
     size_t conn_count;
     struct conn *dirty;
+    struct conn *paced;          /* publishers waiting for a backlog to drain */
     struct session_table sessions;
     uint8_t *rbuf;               /* shared read buffer */
     size_t rbuf_cap;
@@ -86,6 +87,17 @@ void worker_wake(struct worker *w);
 /* Route a message from this worker to every matching subscriber. Returns the
  * number of subscribers it was routed to. Does not take over m's reference. */
 size_t worker_route(struct worker *w, struct message *m);
+
+/* worker_route for a client's PUBLISH: when every subscriber it reached
+ * that is online and not stalled has a backlog (session_backlog) above
+ * the threshold, *backed_up is set to one of them with a reference taken,
+ * for conn_pace(); NULL otherwise. */
+size_t worker_route_from(struct worker *w, struct message *m, struct session **backed_up);
+
+/* Stop reading from a publisher until `on` has worked off its backlog
+ * (takes over the reference). The packet being handled is the last one
+ * read; the rest of the input waits in the connection's buffer. */
+void conn_pace(struct conn *c, struct session *on);
 
 /* Deliver to a session that may live on another worker. Takes over the
  * delivery's message reference and one session reference. */

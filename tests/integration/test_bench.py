@@ -99,11 +99,13 @@ def test_duration_run_with_broker_sampling(deep):
 
 
 def test_stalled_subscriber_loss_is_detected(make_broker):
-    # The subscriber does not read for 1 s; the broker may hold 1 in flight
-    # + 5 queued messages for it and must drop the rest.
+    # The subscriber does not read for 3 s. The broker paces the publishers
+    # at first, then (after about a second without progress) writes the
+    # subscriber off as stalled: it may hold 1 in flight + 5 queued
+    # messages for it and must drop the rest.
     b = make_broker("max_inflight_messages 1\nmax_queued_messages 5\n")
     res, _ = bench(b, "fanin", "-P", 2, "-S", 1, "-q", 1, "--rate", 400, "-L", 400,
-                   "--sub-stall", 1, "--drain", 2)
+                   "--sub-stall", 3, "--drain", 2)
     assert res["sent"] == 800 and res["acked"] == 800
     assert res["expected"] == 800
     assert res["lost"] > 0, res
