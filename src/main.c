@@ -104,6 +104,19 @@ int main(int argc, char **argv)
     bool daemon_mode = false, test_only = false, verbose = false;
     int ports[16], port_count = 0;
     int opt;
+    /* Signals are blocked from the very start and taken with sigwait()
+     * once the broker runs: a SIGTERM that arrives during start-up waits
+     * and then stops the broker cleanly instead of killing it half-made.
+     * Threads inherit the mask, so workers never see these signals. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     log_init_default();
     while ((opt = getopt_long(argc, argv, "c:dp:tvh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -233,16 +246,6 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    /* Workers get no signals: the main thread waits for them. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     for (int i = 0; i < b.worker_count; i++) {
         b.workers[i] = worker_new(&b, i);

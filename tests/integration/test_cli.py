@@ -204,3 +204,22 @@ def test_daemon_writes_pid_file_and_serves(petrel_bin, tmp_path):
     finally:
         os.kill(pid, signal.SIGTERM)
     assert wait_for(lambda: not pidfile.exists(), T(10))
+
+
+def test_sigterm_during_startup_exits_cleanly(petrel_bin, tmp_path):
+    # A stop request that lands while the broker is still starting (here:
+    # as soon as its port accepts) is honoured cleanly once it is up.
+    for _ in range(3):
+        port = free_port()
+        conf = tmp_path / "s.conf"
+        conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
+        p = subprocess.Popen([petrel_bin, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            assert wait_port("127.0.0.1", port, T(10), proc=p)
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=T(10)) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
