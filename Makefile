@@ -47,17 +47,19 @@ fuzz-build: deps $(FUZZ_BUILD)/Makefile
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
 # Run every fuzz target for FUZZ_SECONDS each, from its seed corpus. The
-# fuzzer's progress goes to $(FUZZ_BUILD)/NAME.log; a crash prints its tail.
+# fuzzer's progress goes to $(FUZZ_BUILD)/logs/NAME.log; a crash prints its tail.
 fuzz: fuzz-build
-	@set -e; for f in $(FUZZ_BUILD)/fuzz_*; do \
-	  name=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	@set -e; mkdir -p $(FUZZ_BUILD)/logs; for f in $(FUZZ_BUILD)/fuzz_*; do \
+	  [ -f $$f ] && [ -x $$f ] || continue; \
+	  name=$$(basename $$f); log=$(FUZZ_BUILD)/logs/$$name.log; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	      -artifact_prefix=$(FUZZ_BUILD)/ \
-	      $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name > $(FUZZ_BUILD)/$$name.log 2>&1; then \
-	    tail -n 60 $(FUZZ_BUILD)/$$name.log; exit 1; \
+	      $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name > $$log 2>&1; then \
+	    tail -n 60 $$log; exit 1; \
 	  fi; \
-	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss)" $(FUZZ_BUILD)/$$name.log; \
+	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss)" $$log; \
 	done
 
 fuzz-smoke:
