@@ -1,10 +1,8 @@
 /* retain.c - the retained-message store: a trie of topic levels.
  *
  * Each node is one topic level and holds at most one message (with a
- * reference). Children of a node live in a linear array while there are at
- * most RETAIN_KIDS_LINEAR of them, in an open-addressing hash table (linear
- * probing, load <= 1/2) above that, so an exact level costs O(1) even under a
- * node with a million children.
+ * reference). A node's children are a level table (util/levels.h): an
+ * exact level costs O(1) even under a node with a million children.
  *
  * Costs: retain_set is O(levels); retain_match is O(levels) for an exact
  * filter and O(visited nodes) with wildcards ('+' visits the children of one
@@ -25,19 +23,46 @@
 #include <time.h>
 
 #include "broker/message.h"
+#include "util/levels.h"
 
-#define RETAIN_KIDS_LINEAR 8
-#define RETAIN_KIDS_TABLE_MIN 32
 #define RETAIN_BATCH 64 /* matches collected on the stack before the heap */
 
 struct tnode {
+    struct level_key key;    /* first: the child tables point at it */
     struct tnode *parent;
-    struct tnode **kids; /* array (kcap <= LINEAR) or hash table */
-    uint32_t nkids, kcap;
+    struct level_table kids;
     struct message *msg;
-    uint32_t hval, len;
     uint8_t level[];
 };
+
+/* Typed views of the child table (util/levels.h): a key is the first
+ * member of its node. */
+static inline struct tnode *tnode_of(const struct level_key *k)
+{
+    return (struct tnode *)k;
+}
+
+static inline struct tnode *tkids_find(const struct tnode *n, uint32_t h, const uint8_t *p,
+                                       uint32_t len)
+{
+    return tnode_of(level_find(&n->kids, h, p, len));
+}
+
+static inline int tkids_add(struct tnode *n, struct tnode *c)
+{
+    return level_add(&n->kids, &c->key);
+}
+
+static inline struct tnode *tkids_from(const struct tnode *n, uint32_t i, bool skip_dollar)
+{
+    return tnode_of(level_from(&n->kids, i, skip_dollar));
+}
+
+static inline struct tnode *tkids_next(const struct tnode *n, const struct tnode *c,
+                                       bool skip_dollar)
+{
+    return tnode_of(level_next(&n->kids, &c->key, skip_dollar));
+}
 
 struct retain_store {
     pthread_rwlock_t lock;
@@ -47,169 +72,6 @@ struct retain_store {
     atomic_size_t nodes;
 };
 
-static inline uint32_t tlevel_hash(uint64_t seed, const uint8_t *p, size_t n)
-{
-    uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
-        h ^= h >> 31;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = (h ^ w) * 0x94d049bb133111ebULL;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 32;
-    return (uint32_t)h;
-}
-
-static inline bool tnode_is(const struct tnode *c, uint32_t h, const uint8_t *p, uint32_t len)
-{
-    return c->hval == h && c->len == len && memcmp(c->level, p, len) == 0;
-}
-
-static struct tnode *tkids_find(const struct tnode *n, uint32_t h, const uint8_t *p,
-                                uint32_t len)
-{
-    if (n->kcap <= RETAIN_KIDS_LINEAR) {
-        for (uint32_t i = 0; i < n->nkids; i++)
-            if (tnode_is(n->kids[i], h, p, len))
-                return n->kids[i];
-        return NULL;
-    }
-    uint32_t mask = n->kcap - 1;
-    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-        struct tnode *c = n->kids[i];
-        if (!c)
-            return NULL;
-        if (tnode_is(c, h, p, len))
-            return c;
-    }
-}
-
-static int tkids_resize(struct tnode *n, uint32_t cap)
-{
-    struct tnode **k = calloc(cap, sizeof(*k));
-    if (!k)
-        return -1;
-    uint32_t j = 0;
-    uint32_t old = n->kcap <= RETAIN_KIDS_LINEAR ? n->nkids : n->kcap;
-    for (uint32_t i = 0; i < old; i++) {
-        struct tnode *c = n->kids[i];
-        if (!c)
-            continue;
-        if (cap <= RETAIN_KIDS_LINEAR) {
-            k[j++] = c;
-        } else {
-            uint32_t s = c->hval & (cap - 1);
-            while (k[s])
-                s = (s + 1) & (cap - 1);
-            k[s] = c;
-        }
-    }
-    free(n->kids);
-    n->kids = k;
-    n->kcap = cap;
-    return 0;
-}
-
-static int tkids_add(struct tnode *n, struct tnode *c)
-{
-    if (n->kcap <= RETAIN_KIDS_LINEAR) {
-        if (n->nkids == n->kcap) {
-            uint32_t cap = n->kcap ? n->kcap * 2 : 2;
-            if (cap > RETAIN_KIDS_LINEAR)
-                cap = RETAIN_KIDS_TABLE_MIN;
-            if (tkids_resize(n, cap) < 0)
-                return -1;
-        }
-        if (n->kcap <= RETAIN_KIDS_LINEAR) {
-            n->kids[n->nkids++] = c;
-            return 0;
-        }
-    } else if ((n->nkids + 1) * 2 > n->kcap) {
-        if (tkids_resize(n, n->kcap * 2) < 0)
-            return -1;
-    }
-    uint32_t mask = n->kcap - 1;
-    uint32_t s = c->hval & mask;
-    while (n->kids[s])
-        s = (s + 1) & mask;
-    n->kids[s] = c;
-    n->nkids++;
-    return 0;
-}
-
-static void tkids_del(struct tnode *n, struct tnode *c)
-{
-    if (n->kcap <= RETAIN_KIDS_LINEAR) {
-        for (uint32_t i = 0; i < n->nkids; i++) {
-            if (n->kids[i] == c) {
-                n->kids[i] = n->kids[--n->nkids];
-                break;
-            }
-        }
-        if (n->nkids == 0) {
-            free(n->kids);
-            n->kids = NULL;
-            n->kcap = 0;
-        }
-        return;
-    }
-    uint32_t mask = n->kcap - 1;
-    uint32_t i = c->hval & mask;
-    while (n->kids[i] != c)
-        i = (i + 1) & mask;
-    uint32_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (!n->kids[j])
-            break;
-        uint32_t home = n->kids[j]->hval & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            n->kids[i] = n->kids[j];
-            i = j;
-        }
-    }
-    n->kids[i] = NULL;
-    n->nkids--;
-    if (n->nkids <= RETAIN_KIDS_LINEAR / 2)
-        tkids_resize(n, RETAIN_KIDS_LINEAR); /* failure only keeps it bigger */
-    else if (n->kcap > RETAIN_KIDS_TABLE_MIN && n->nkids * 8 < n->kcap)
-        tkids_resize(n, n->kcap / 2);
-}
-
-/* Children in slot order, for wildcard walks. skip_dollar: leave out levels
- * starting with '$' (a leading wildcard does not match them). */
-static struct tnode *tkids_from(const struct tnode *n, uint32_t i, bool skip_dollar)
-{
-    uint32_t end = n->kcap <= RETAIN_KIDS_LINEAR ? n->nkids : n->kcap;
-    for (; i < end; i++) {
-        struct tnode *c = n->kids[i];
-        if (c && !(skip_dollar && c->len && c->level[0] == '$'))
-            return c;
-    }
-    return NULL;
-}
-
-static struct tnode *tkids_next(const struct tnode *n, const struct tnode *c, bool skip_dollar)
-{
-    uint32_t i;
-    if (n->kcap <= RETAIN_KIDS_LINEAR) {
-        for (i = 0; n->kids[i] != c; i++)
-            ;
-    } else {
-        uint32_t mask = n->kcap - 1;
-        for (i = c->hval & mask; n->kids[i] != c; i = (i + 1) & mask)
-            ;
-    }
-    return tkids_from(n, i + 1, skip_dollar);
-}
-
 static struct tnode *tnode_new(struct retain_store *rs, struct tnode *parent,
                                const uint8_t *p, uint32_t len, uint32_t h)
 {
@@ -217,8 +79,9 @@ static struct tnode *tnode_new(struct retain_store *rs, struct tnode *parent,
     if (!n)
         return NULL;
     n->parent = parent;
-    n->hval = h;
-    n->len = len;
+    n->key.hval = h;
+    n->key.len = len;
+    n->key.bytes = n->level;
     if (len)
         memcpy(n->level, p, len);
     atomic_fetch_add_explicit(&rs->nodes, 1, memory_order_relaxed);
@@ -227,16 +90,16 @@ static struct tnode *tnode_new(struct retain_store *rs, struct tnode *parent,
 
 static void tnode_free(struct retain_store *rs, struct tnode *n)
 {
-    free(n->kids);
+    level_table_free(&n->kids);
     free(n);
     atomic_fetch_sub_explicit(&rs->nodes, 1, memory_order_relaxed);
 }
 
 static void tprune(struct retain_store *rs, struct tnode *n)
 {
-    while (n != rs->root && !n->msg && !n->nkids) {
+    while (n != rs->root && !n->msg && !n->kids.count) {
         struct tnode *p = n->parent;
-        tkids_del(p, n);
+        level_del(&p->kids, &n->key);
         tnode_free(rs, n);
         n = p;
     }
@@ -253,7 +116,7 @@ static struct tnode *tnode_walk(struct retain_store *rs, const uint8_t *t, size_
         const uint8_t *s = t + pos;
         const uint8_t *e = tlen > pos ? memchr(s, '/', tlen - pos) : NULL;
         uint32_t l = (uint32_t)(e ? (size_t)(e - s) : tlen - pos);
-        uint32_t h = tlevel_hash(rs->seed, s, l);
+        uint32_t h = level_hash(rs->seed, s, l);
         struct tnode *c = tkids_find(n, h, s, l);
         if (!c) {
             if (!create)
@@ -284,10 +147,7 @@ struct retain_store *retain_new(void)
     }
     atomic_init(&rs->count, 0);
     atomic_init(&rs->nodes, 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    rs->seed = tlevel_hash((uint64_t)(uintptr_t)rs, (const uint8_t *)&ts, sizeof(ts));
-    rs->seed = (rs->seed << 32) ^ (uint64_t)ts.tv_nsec;
+    rs->seed = level_seed(rs);
     rs->root = tnode_new(rs, NULL, NULL, 0, 0);
     if (!rs->root) {
         pthread_rwlock_destroy(&rs->lock);
@@ -305,15 +165,9 @@ void retain_free(struct retain_store *rs)
      * first since it is only taken apart from here on. */
     struct tnode *n = rs->root;
     while (n) {
-        if (n->nkids) {
-            if (n->kcap > RETAIN_KIDS_LINEAR) {
-                uint32_t j = 0;
-                for (uint32_t i = 0; i < n->kcap; i++)
-                    if (n->kids[i])
-                        n->kids[j++] = n->kids[i];
-                n->kcap = RETAIN_KIDS_LINEAR; /* read as an array of nkids now */
-            }
-            n = n->kids[--n->nkids];
+        struct level_key *k = level_pop(&n->kids);
+        if (k) {
+            n = tnode_of(k);
             continue;
         }
         struct tnode *p = n->parent;
@@ -457,7 +311,7 @@ static void match_walk(struct retain_store *rs, struct rmatch *m, const uint8_t 
             if (level_is(f, flen, pos, '+'))
                 c = tkids_from(n, 0, n == root);
             else
-                c = tkids_find(n, tlevel_hash(rs->seed, s, l), s, (uint32_t)l);
+                c = tkids_find(n, level_hash(rs->seed, s, l), s, (uint32_t)l);
             if (c) {
                 n = c;
                 pos = next;

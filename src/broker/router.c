@@ -1,9 +1,8 @@
 /* router.c - the subscription index: a trie of topic-filter levels.
  *
- * Each node stands for one filter level. Exact children live in a linear
- * array while a node has at most ROUTER_KIDS_LINEAR of them and in an
- * open-addressing hash table (linear probing, load <= 1/2, backward-shift
- * deletion) above that; the '+' and '#' children are separate pointers.
+ * Each node stands for one filter level. Exact children are a level table
+ * (util/levels.h: an array for a few, a hash table for many); the '+' and
+ * '#' children are separate pointers.
  * A node holds its plain subscriptions (an array, with a pointer index once
  * it is large) and its shared groups (array of groups, each with members).
  *
@@ -24,9 +23,8 @@
 
 #include "mqtt/topic.h"
 #include "util/brlock.h"
+#include "util/levels.h"
 
-#define ROUTER_KIDS_LINEAR 8   /* exact children kept in an array up to this */
-#define ROUTER_KIDS_TABLE_MIN 32
 #define ROUTER_INDEX_MIN 16    /* subscriber lists get a pointer index above this */
 #define ROUTER_MAX_COMPACT 4   /* in-place dedups tried when out[] fills */
 #define ROUTER_HASH_CACHE 32   /* topic levels whose hash a match remembers */
@@ -247,16 +245,14 @@ struct rgroup {
 };
 
 struct rnode {
+    struct level_key key;     /* first: the child tables point at it */
     struct rnode *parent;
-    struct rnode *plus;  /* '+' child */
-    struct rnode *hash;  /* '#' child */
-    struct rnode **kids; /* exact children: array (kcap <= LINEAR) or table */
-    uint32_t nkids, kcap;
+    struct rnode *plus;       /* '+' child */
+    struct rnode *hash;       /* '#' child */
+    struct level_table kids;  /* exact children */
     struct slist subs;
     struct rgroup **groups;
     uint32_t ngroups, gcap;
-    uint32_t hval; /* hash of level[], compared before the bytes */
-    uint32_t len;
     uint8_t level[];
 };
 
@@ -287,143 +283,12 @@ static inline int router_slot(const struct router *r)
     return (s >= 0 && s < n) ? s : (s < 0 ? 0 : s % n);
 }
 
-static inline uint32_t level_hash(uint64_t seed, const uint8_t *p, size_t n)
+/* Typed views of the child table (util/levels.h): a key is the first
+ * member of its node. */
+static inline struct rnode *kids_find(const struct rnode *n, uint32_t h, const uint8_t *p,
+                                      uint32_t len)
 {
-    uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
-        h ^= h >> 31;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = (h ^ w) * 0x94d049bb133111ebULL;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 32;
-    return (uint32_t)h;
-}
-
-static inline bool node_is(const struct rnode *c, uint32_t h, const uint8_t *p, uint32_t len)
-{
-    return c->hval == h && c->len == len && memcmp(c->level, p, len) == 0;
-}
-
-static struct rnode *kids_find(const struct rnode *n, uint32_t h, const uint8_t *p, uint32_t len)
-{
-    if (n->kcap <= ROUTER_KIDS_LINEAR) {
-        for (uint32_t i = 0; i < n->nkids; i++)
-            if (node_is(n->kids[i], h, p, len))
-                return n->kids[i];
-        return NULL;
-    }
-    uint32_t mask = n->kcap - 1;
-    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-        struct rnode *c = n->kids[i];
-        if (!c)
-            return NULL;
-        if (node_is(c, h, p, len))
-            return c;
-    }
-}
-
-/* Rebuild the children container with capacity cap (array if cap <=
- * LINEAR, else a table). -1 when out of memory (node unchanged). */
-static int kids_resize(struct rnode *n, uint32_t cap)
-{
-    struct rnode **k = calloc(cap, sizeof(*k));
-    if (!k)
-        return -1;
-    uint32_t j = 0;
-    for (uint32_t i = 0; i < n->kcap; i++) {
-        struct rnode *c = n->kids[i];
-        if (n->kcap <= ROUTER_KIDS_LINEAR && i >= n->nkids)
-            break;
-        if (!c)
-            continue;
-        if (cap <= ROUTER_KIDS_LINEAR) {
-            k[j++] = c;
-        } else {
-            uint32_t s = c->hval & (cap - 1);
-            while (k[s])
-                s = (s + 1) & (cap - 1);
-            k[s] = c;
-        }
-    }
-    free(n->kids);
-    n->kids = k;
-    n->kcap = cap;
-    return 0;
-}
-
-static int kids_add(struct rnode *n, struct rnode *c)
-{
-    if (n->kcap <= ROUTER_KIDS_LINEAR) {
-        if (n->nkids == n->kcap) {
-            uint32_t cap = n->kcap ? n->kcap * 2 : 2;
-            if (cap > ROUTER_KIDS_LINEAR)
-                cap = ROUTER_KIDS_TABLE_MIN;
-            if (kids_resize(n, cap) < 0)
-                return -1;
-        }
-        if (n->kcap <= ROUTER_KIDS_LINEAR) {
-            n->kids[n->nkids++] = c;
-            return 0;
-        }
-    } else if ((n->nkids + 1) * 2 > n->kcap) {
-        if (kids_resize(n, n->kcap * 2) < 0)
-            return -1;
-    }
-    uint32_t mask = n->kcap - 1;
-    uint32_t s = c->hval & mask;
-    while (n->kids[s])
-        s = (s + 1) & mask;
-    n->kids[s] = c;
-    n->nkids++;
-    return 0;
-}
-
-static void kids_del(struct rnode *n, struct rnode *c)
-{
-    if (n->kcap <= ROUTER_KIDS_LINEAR) {
-        for (uint32_t i = 0; i < n->nkids; i++) {
-            if (n->kids[i] == c) {
-                n->kids[i] = n->kids[--n->nkids];
-                break;
-            }
-        }
-        if (n->nkids == 0) {
-            free(n->kids);
-            n->kids = NULL;
-            n->kcap = 0;
-        }
-        return;
-    }
-    uint32_t mask = n->kcap - 1;
-    uint32_t i = c->hval & mask;
-    while (n->kids[i] != c)
-        i = (i + 1) & mask;
-    uint32_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (!n->kids[j])
-            break;
-        uint32_t home = n->kids[j]->hval & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            n->kids[i] = n->kids[j];
-            i = j;
-        }
-    }
-    n->kids[i] = NULL;
-    n->nkids--;
-    /* Shrink with hysteresis; failure to shrink is harmless. */
-    if (n->nkids <= ROUTER_KIDS_LINEAR / 2)
-        kids_resize(n, ROUTER_KIDS_LINEAR);
-    else if (n->kcap > ROUTER_KIDS_TABLE_MIN && n->nkids * 8 < n->kcap)
-        kids_resize(n, n->kcap / 2);
+    return (struct rnode *)level_find(&n->kids, h, p, len);
 }
 
 static struct rnode *node_new(struct router *r, struct rnode *parent, const uint8_t *p,
@@ -433,8 +298,9 @@ static struct rnode *node_new(struct router *r, struct rnode *parent, const uint
     if (!n)
         return NULL;
     n->parent = parent;
-    n->hval = h;
-    n->len = len;
+    n->key.hval = h;
+    n->key.len = len;
+    n->key.bytes = n->level;
     if (len)
         memcpy(n->level, p, len);
     atomic_fetch_add_explicit(&r->nodes, 1, memory_order_relaxed);
@@ -453,14 +319,14 @@ static void node_free(struct router *r, struct rnode *n)
         group_free(n->groups[i]);
     free(n->groups);
     slist_clear(&n->subs);
-    free(n->kids);
+    level_table_free(&n->kids);
     free(n);
     atomic_fetch_sub_explicit(&r->nodes, 1, memory_order_relaxed);
 }
 
 static inline bool node_empty(const struct rnode *n)
 {
-    return !n->subs.n && !n->ngroups && !n->nkids && !n->plus && !n->hash;
+    return !n->subs.n && !n->ngroups && !n->kids.count && !n->plus && !n->hash;
 }
 
 /* Free n and its ancestors for as long as they hold nothing. */
@@ -473,7 +339,7 @@ static void prune(struct router *r, struct rnode *n)
         else if (p->hash == n)
             p->hash = NULL;
         else
-            kids_del(p, n);
+            level_del(&p->kids, &n->key);
         node_free(r, n);
         n = p;
     }
@@ -514,7 +380,7 @@ static struct rnode *node_walk(struct router *r, const uint8_t *f, size_t flen, 
             }
             if (slot) {
                 *slot = c;
-            } else if (kids_add(n, c) < 0) {
+            } else if (level_add(&n->kids, &c->key) < 0) {
                 node_free(r, c);
                 *last = n;
                 return NULL;
@@ -590,11 +456,7 @@ struct router *router_new(const struct router_ops *ops, enum shared_strategy str
     if (ops)
         r->ops = *ops;
     r->strategy = strategy;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    r->seed = level_hash((uint64_t)(uintptr_t)r ^ 0x243f6a8885a308d3ULL,
-                         (const uint8_t *)&ts, sizeof(ts));
-    r->seed = (r->seed << 32) ^ (uint64_t)ts.tv_nsec;
+    r->seed = level_seed(r);
     atomic_init(&r->count, 0);
     atomic_init(&r->nodes, 0);
     r->nslots = reader_slots < 1 ? 1 : reader_slots;
@@ -624,15 +486,8 @@ void router_free(struct router *r)
         } else if (n->hash) {
             c = n->hash;
             n->hash = NULL;
-        } else if (n->nkids) {
-            if (n->kcap > ROUTER_KIDS_LINEAR) {
-                uint32_t j = 0;
-                for (uint32_t i = 0; i < n->kcap; i++)
-                    if (n->kids[i])
-                        n->kids[j++] = n->kids[i];
-                n->kcap = ROUTER_KIDS_LINEAR; /* read as an array of nkids now */
-            }
-            c = n->kids[--n->nkids];
+        } else {
+            c = (struct rnode *)level_pop(&n->kids);
         }
         if (c) {
             n = c;
@@ -1011,7 +866,7 @@ size_t router_match(struct router *r, const struct route_query *q, struct route 
                 st = UP;
                 continue;
             }
-            if (n->nkids) {
+            if (n->kids.count) {
                 const uint8_t *s = t + pos;
                 const uint8_t *e = memchr(s, '/', tlen - pos);
                 uint32_t l = (uint32_t)(e ? (size_t)(e - s) : tlen - pos);

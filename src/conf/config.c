@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,6 +53,7 @@ typedef int (*key_handler)(struct parser *p, const char *key, char *val);
 
 enum key_kind {
     KEY_IMPL,          /* handled by fn */
+    KEY_NUMBER,        /* a global number in [min, max] stored at off */
     KEY_UNSUPPORTED,   /* Mosquitto key, not implemented: warn */
     KEY_TLS,           /* listener TLS key, not implemented: warn, flag listener */
     KEY_BRIDGE,        /* bridge key: valid after `connection`, skipped */
@@ -61,6 +63,11 @@ struct key_def {
     const char *name;
     enum key_kind kind;
     key_handler fn;
+    /* KEY_NUMBER: where in struct config, how wide (2, 4 or 8 bytes), and
+     * the accepted range (never negative, so an int field reads it as is). */
+    size_t off;
+    size_t width;
+    long long min, max;
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -515,16 +522,6 @@ static int k_auto_id_prefix(struct parser *p, const char *key, char *val)
     return get_string(p, key, tok, &cur_security(p)->auto_id_prefix, true);
 }
 
-static int k_workers(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, 1024, &v))
-        return -1;
-    p->c->workers = (int)v;
-    return 0;
-}
-
 static int k_max_packet_size(struct parser *p, const char *key, char *val)
 {
     long long v = 0;
@@ -537,69 +534,9 @@ static int k_max_packet_size(struct parser *p, const char *key, char *val)
     return 0;
 }
 
-static int k_message_size_limit(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, MQTT_MAX_PAYLOAD, &v))
-        return -1;
-    p->c->message_size_limit = (uint32_t)v;
-    return 0;
-}
-
-static int k_max_inflight_messages(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, 65535, &v))
-        return -1;
-    p->c->max_inflight_messages = (uint16_t)v;
-    return 0;
-}
-
-static int k_max_inflight_bytes(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, LLONG_MAX, &v))
-        return -1;
-    p->c->max_inflight_bytes = (uint64_t)v;
-    return 0;
-}
-
-static int k_max_queued_messages(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, UINT32_MAX, &v))
-        return -1;
-    p->c->max_queued_messages = (uint32_t)v;
-    return 0;
-}
-
-static int k_max_queued_bytes(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, LLONG_MAX, &v))
-        return -1;
-    p->c->max_queued_bytes = (uint64_t)v;
-    return 0;
-}
-
 static int k_queue_qos0_messages(struct parser *p, const char *key, char *val)
 {
     return get_bool(p, key, val, &p->c->queue_qos0_messages);
-}
-
-static int k_max_keepalive(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, 65535, &v))
-        return -1;
-    p->c->max_keepalive = (uint16_t)v;
-    return 0;
 }
 
 static int k_retain_available(struct parser *p, const char *key, char *val)
@@ -639,16 +576,6 @@ static int k_persistent_client_expiration(struct parser *p, const char *key, cha
     return 0;
 }
 
-static int k_sys_interval(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, INT_MAX, &v))
-        return -1;
-    p->c->sys_interval = (int)v;
-    return 0;
-}
-
 static int k_set_tcp_nodelay(struct parser *p, const char *key, char *val)
 {
     return get_bool(p, key, val, &p->c->set_tcp_nodelay);
@@ -667,16 +594,6 @@ static int k_log_timestamp(struct parser *p, const char *key, char *val)
 static int k_log_timestamp_format(struct parser *p, const char *key, char *val)
 {
     return get_string(p, key, val, &p->c->log_timestamp_format, true);
-}
-
-static int k_log_facility(struct parser *p, const char *key, char *val)
-{
-    long long v = 0;
-
-    if (get_number(p, key, val, 0, 7, &v))
-        return -1;
-    p->c->log_facility = (int)v;
-    return 0;
 }
 
 static int k_log_type(struct parser *p, const char *key, char *val)
@@ -894,10 +811,13 @@ out:
 
 /* ---- the key table -------------------------------------------------------- */
 
-#define IMPL(name, fn) { name, KEY_IMPL, fn }
-#define UNSUP(name) { name, KEY_UNSUPPORTED, NULL }
-#define TLS(name) { name, KEY_TLS, NULL }
-#define BRIDGE(name) { name, KEY_BRIDGE, NULL }
+#define IMPL(name, fn) { name, KEY_IMPL, fn, 0, 0, 0, 0 }
+#define NUM(name, field, lo, hi) \
+    { name, KEY_NUMBER, NULL, offsetof(struct config, field), \
+      sizeof(((struct config *)0)->field), lo, hi }
+#define UNSUP(name) { name, KEY_UNSUPPORTED, NULL, 0, 0, 0, 0 }
+#define TLS(name) { name, KEY_TLS, NULL, 0, 0, 0, 0 }
+#define BRIDGE(name) { name, KEY_BRIDGE, NULL, 0, 0, 0, 0 }
 
 static const struct key_def keys[] = {
     /* Implemented. */
@@ -917,30 +837,30 @@ static const struct key_def keys[] = {
     IMPL("allow_zero_length_clientid", k_allow_zero_length_clientid),
     IMPL("auto_id_prefix", k_auto_id_prefix),
     IMPL("max_packet_size", k_max_packet_size),
-    IMPL("message_size_limit", k_message_size_limit),
-    IMPL("max_inflight_messages", k_max_inflight_messages),
-    IMPL("max_inflight_bytes", k_max_inflight_bytes),
-    IMPL("max_queued_messages", k_max_queued_messages),
-    IMPL("max_queued_bytes", k_max_queued_bytes),
+    NUM("message_size_limit", message_size_limit, 0, MQTT_MAX_PAYLOAD),
+    NUM("max_inflight_messages", max_inflight_messages, 0, 65535),
+    NUM("max_inflight_bytes", max_inflight_bytes, 0, LLONG_MAX),
+    NUM("max_queued_messages", max_queued_messages, 0, UINT32_MAX),
+    NUM("max_queued_bytes", max_queued_bytes, 0, LLONG_MAX),
     IMPL("queue_qos0_messages", k_queue_qos0_messages),
-    IMPL("max_keepalive", k_max_keepalive),
+    NUM("max_keepalive", max_keepalive, 0, 65535),
     IMPL("retain_available", k_retain_available),
     IMPL("upgrade_outgoing_qos", k_upgrade_outgoing_qos),
     IMPL("persistent_client_expiration", k_persistent_client_expiration),
-    IMPL("sys_interval", k_sys_interval),
+    NUM("sys_interval", sys_interval, 0, INT_MAX),
     IMPL("set_tcp_nodelay", k_set_tcp_nodelay),
     IMPL("connection_messages", k_connection_messages),
     IMPL("log_type", k_log_type),
     IMPL("log_dest", k_log_dest),
     IMPL("log_timestamp", k_log_timestamp),
     IMPL("log_timestamp_format", k_log_timestamp_format),
-    IMPL("log_facility", k_log_facility),
+    NUM("log_facility", log_facility, 0, 7),
     IMPL("pid_file", k_pid_file),
     IMPL("user", k_user),
     IMPL("include_dir", k_include_dir),
     IMPL("connection", k_connection),
     /* Petrel's own keys. */
-    IMPL("workers", k_workers),
+    NUM("workers", workers, 0, 1024),
     IMPL("shared_subscription_strategy", k_shared_strategy),
 
     /* Mosquitto keys that are accepted and ignored with a warning. */
@@ -1044,6 +964,25 @@ static const char *const unsupported_prefixes[] = {
     "auth_opt_", "plugin_opt_", "global_plugin_opt_",
 };
 
+static int set_number(struct parser *p, const struct key_def *d, const char *key, char *val)
+{
+    long long v = 0;
+    if (get_number(p, key, val, d->min, d->max, &v))
+        return -1;
+    char *field = (char *)p->c + d->off;
+    if (d->width == 2) {
+        uint16_t x = (uint16_t)v;
+        memcpy(field, &x, sizeof(x));
+    } else if (d->width == 4) {
+        uint32_t x = (uint32_t)v;
+        memcpy(field, &x, sizeof(x));
+    } else {
+        uint64_t x = (uint64_t)v;
+        memcpy(field, &x, sizeof(x));
+    }
+    return 0;
+}
+
 static const struct key_def *find_key(const char *name)
 {
     size_t i;
@@ -1056,7 +995,7 @@ static const struct key_def *find_key(const char *name)
 
 static int handle_line(struct parser *p, char *key, char *val)
 {
-    static const struct key_def prefixed = { "", KEY_UNSUPPORTED, NULL };
+    static const struct key_def prefixed = UNSUP("");
     const struct key_def *def = find_key(key);
     size_t i;
 
@@ -1069,12 +1008,14 @@ static int handle_line(struct parser *p, char *key, char *val)
     switch (def->kind) {
     case KEY_IMPL:
         return def->fn(p, key, val);
+    case KEY_NUMBER:
+        return set_number(p, def, key, val);
     case KEY_TLS:
         if (p->cur >= 0)
             p->c->listeners[p->cur].tls_configured = true;
         else
             p->c->default_listener.tls_configured = true;
-        warn(p, key, "TLS is not supported yet, ignored (the listener will not use TLS)");
+        warn(p, key, "TLS is not supported yet (the listener will not be opened)");
         return 0;
     case KEY_BRIDGE:
         if (!p->seen_bridge)

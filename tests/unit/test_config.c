@@ -413,7 +413,7 @@ TEST(tls_keys_flag_the_listener)
     CHECK_EQ(c.warning_count, 2);
     CHECK(!c.listeners[0].tls_configured);
     CHECK(c.listeners[1].tls_configured);
-    CHECK(log_contains("test.conf:3: certfile: TLS is not supported yet, ignored"));
+    CHECK(log_contains("test.conf:3: certfile: TLS is not supported yet (the listener will not be opened)"));
     config_free(&c);
 }
 
