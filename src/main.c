@@ -237,6 +237,7 @@ int main(int argc, char **argv)
         .ref = session_router_ref,
         .online = session_router_online,
         .inflight = session_router_inflight,
+        .busy = session_router_busy,
     };
     b.router = router_new(&ops, conf.shared_subscription_strategy, b.worker_count);
     b.retain = retain_new();

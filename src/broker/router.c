@@ -612,7 +612,13 @@ static inline uint32_t sub_inflight(const struct router *r, void *sub)
     return r->ops.inflight ? r->ops.inflight(sub) : 0;
 }
 
-/* Choose a member of g other than exclude: online members first, any member
+static inline bool sub_busy(const struct router *r, void *sub)
+{
+    return r->ops.busy && r->ops.busy(sub);
+}
+
+/* Choose a member of g other than exclude: online members first (for round
+ * robin and random, those not backed up before those that are), any member
  * if none is online (the message then waits in that session). */
 static const struct rsub *group_choose(const struct router *r, struct rgroup *g,
                                        const void *exclude, uint32_t origin_hash,
@@ -655,16 +661,22 @@ static const struct rsub *group_choose(const struct router *r, struct rgroup *g,
         }
         return best ? best : fallback;
     }
+    bool skip_busy = r->strategy != SHARED_STICKY;
+    const struct rsub *busy = NULL;
     for (uint32_t k = 0, i = start; k < n; k++, i = (i + 1 == n) ? 0 : i + 1) {
         const struct rsub *s = &v[i];
         if (s->sub == exclude)
             continue;
-        if (sub_online(r, s->sub))
-            return s;
-        if (!fallback)
+        if (sub_online(r, s->sub)) {
+            if (!skip_busy || !sub_busy(r, s->sub))
+                return s;
+            if (!busy)
+                busy = s;
+        } else if (!fallback) {
             fallback = s;
+        }
     }
-    return fallback;
+    return busy ? busy : fallback;
 }
 
 /* ---- matching ---- */

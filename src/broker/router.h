@@ -25,6 +25,8 @@ struct router_ops {
     void (*ref)(void *sub);             /* take a reference (under read lock) */
     bool (*online)(void *sub);          /* connected now? (shared-group choice) */
     uint32_t (*inflight)(void *sub);    /* messages in flight (least-inflight) */
+    bool (*busy)(void *sub);            /* backed up? round robin and random
+                                           pass over busy members (optional) */
 };
 
 /* One delivery decided by a match. */

@@ -22,9 +22,10 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* Past this much unsent output a connection gets no more QoS 0 messages:
- * a client that does not read must not grow the broker's memory. QoS 1/2
- * traffic is bounded by the in-flight window and the queue limits. */
+/* Past this much unsent output QoS 0 messages wait in the session queue
+ * (and its limits apply) instead of the output buffer: a client that does
+ * not read must not grow the broker's memory. QoS 1/2 traffic is bounded
+ * by the in-flight window and the queue limits. */
 #define CONN_OUT_LIMIT (1u << 20)
 /* Outbound topic aliases used per connection at most (LRU would be better
  * for clients that publish on many topics; first come, first served here). */
@@ -177,6 +178,7 @@ struct session *session_new(struct worker *w, const uint8_t *client_id, size_t l
     atomic_init(&s->inflight_count, 0);
     atomic_init(&s->queued_count, 0);
     atomic_init(&s->incoming, 0);
+    atomic_init(&s->out_full, false);
     atomic_init(&s->stalled, false);
     s->id = atomic_fetch_add(&w->broker->next_session_id, 1) + 1;
     s->worker = w;
@@ -216,6 +218,12 @@ uint32_t session_router_inflight(void *sub)
 {
     return atomic_load_explicit(&((struct session *)sub)->inflight_count,
                                 memory_order_relaxed);
+}
+
+bool session_router_busy(void *sub)
+{
+    struct session *s = sub;
+    return session_backed_up(s, session_backlog_threshold(s->worker));
 }
 
 uint64_t session_router_id(void *sub) { return ((struct session *)sub)->id; }
@@ -431,6 +439,15 @@ static void send_now(struct worker *w, struct session *s, struct delivery *d)
     atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
 }
 
+void session_output_written(struct worker *w, struct session *s, size_t unsent)
+{
+    s->progress++;
+    if (unsent <= SESSION_OUT_PACE / 2 && atomic_load_explicit(&s->out_full, memory_order_relaxed))
+        atomic_store_explicit(&s->out_full, false, memory_order_relaxed);
+    if (s->queue.count && unsent <= CONN_OUT_LIMIT / 2)
+        session_pump(w, s);
+}
+
 static bool online(const struct session *s)
 {
     return s->conn && s->conn->state == CONN_ACTIVE;
@@ -444,15 +461,16 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
         return;
     }
     if (online(s)) {
-        if (d->qos == 0) {
-            if (buf_used(&s->conn->out) > CONN_OUT_LIMIT) {
-                drop(w, d);
-                return;
-            }
+        /* QoS 0 waits in the queue only behind other messages or a full
+         * output buffer; the queue limits below then apply to it too. */
+        if (d->qos == 0 && s->queue.count == 0 && buf_used(&s->conn->out) <= CONN_OUT_LIMIT) {
             send_now(w, s, d);
+            if (buf_used(&s->conn->out) > SESSION_OUT_PACE &&
+                !atomic_load_explicit(&s->out_full, memory_order_relaxed))
+                atomic_store_explicit(&s->out_full, true, memory_order_relaxed);
             return;
         }
-        if (s->queue.count == 0 && !window_full(s)) {
+        if (d->qos && s->queue.count == 0 && !window_full(s)) {
             send_now(w, s, d);
             return;
         }
@@ -703,6 +721,7 @@ void session_disconnected(struct worker *w, struct session *s, bool will)
 {
     s->conn = NULL;
     atomic_store_explicit(&s->online, false, memory_order_relaxed);
+    atomic_store_explicit(&s->out_full, false, memory_order_relaxed);
     session_requeue_shared(w, s);
     if (s->will) {
         if (!will) {
@@ -760,13 +779,14 @@ static void check_stall(struct worker *w, struct session *s, uint64_t now)
 {
     uint32_t threshold = session_backlog_threshold(w);
     bool stalled = atomic_load_explicit(&s->stalled, memory_order_relaxed);
-    if (s->queue.count <= threshold / 2 || !s->conn) {
+    bool out_full = atomic_load_explicit(&s->out_full, memory_order_relaxed);
+    if ((s->queue.count <= threshold / 2 && !out_full) || !s->conn) {
         s->stall_since = 0;
         if (stalled)
             atomic_store_explicit(&s->stalled, false, memory_order_relaxed);
         return;
     }
-    if (s->queue.count <= threshold)
+    if (s->queue.count <= threshold && !out_full)
         return;
     if (s->progress != s->progress_seen) {
         s->progress_seen = s->progress;
@@ -776,8 +796,9 @@ static void check_stall(struct worker *w, struct session *s, uint64_t now)
     if (!s->stall_since)
         s->stall_since = now;
     else if (!stalled && now - s->stall_since >= STALL_MS) {
-        log_info("client %s: backlog of %u messages not moving, no longer pacing publishers",
-                 s->client_id, s->queue.count);
+        log_info("client %s: backlog of %u messages and %zu bytes not moving, "
+                 "no longer pacing publishers", s->client_id, s->queue.count,
+                 buf_used(&s->conn->out));
         atomic_store_explicit(&s->stalled, true, memory_order_relaxed);
     }
 }
@@ -791,7 +812,8 @@ void session_tick(struct worker *w, uint64_t now)
         struct session *s = t->buckets[b];
         while (s) {
             struct session *next = s->hnext; /* session_end unlinks s */
-            if (s->queue.count || atomic_load_explicit(&s->stalled, memory_order_relaxed))
+            if (s->queue.count || atomic_load_explicit(&s->stalled, memory_order_relaxed) ||
+                atomic_load_explicit(&s->out_full, memory_order_relaxed))
                 check_stall(w, s, now);
             if (!s->conn) {
                 if (s->will_at && now >= s->will_at)

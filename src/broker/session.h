@@ -61,9 +61,10 @@ struct session {
     /* Publisher pacing (worker.c): other workers read these to decide
      * whether a PUBLISH for this session should slow its publisher. */
     atomic_uint queued_count;   /* mirror of queue.count */
-    atomic_uint incoming;       /* QoS 1/2 deliveries in transit from other workers */
+    atomic_uint incoming;       /* deliveries in transit from other workers */
+    atomic_bool out_full;       /* unsent output above SESSION_OUT_PACE */
     atomic_bool stalled;        /* backlog made no progress for a while */
-    uint64_t progress;          /* acknowledgements received, owner only */
+    uint64_t progress;          /* acknowledgements and writes, owner only */
     uint64_t progress_seen;     /* value at the last stall check */
     uint64_t stall_since;       /* monotonic ms the backlog stopped moving */
     uint64_t id;                /* unique per process; No Local compares it */
@@ -163,6 +164,10 @@ void session_table_destroy(struct worker *w);
  * pacing (half of max_queued_messages, at most 1000). */
 uint32_t session_backlog_threshold(const struct worker *w);
 
+/* Unsent output past which a session counts as backed up: QoS 0 goes
+ * straight to the connection's output, so this is its queue. */
+#define SESSION_OUT_PACE (256u << 10)
+
 /* Messages waiting for this session: queued, plus those on their way from
  * other workers (counted as they are routed, so a burst shows at once). */
 static inline uint32_t session_backlog(struct session *s)
@@ -171,11 +176,22 @@ static inline uint32_t session_backlog(struct session *s)
            atomic_load_explicit(&s->incoming, memory_order_relaxed);
 }
 
+/* Is this session backed up past `threshold` messages or its output limit? */
+static inline bool session_backed_up(struct session *s, uint32_t threshold)
+{
+    return session_backlog(s) > threshold ||
+           atomic_load_explicit(&s->out_full, memory_order_relaxed);
+}
+
+/* The owner wrote some of the session's output; `unsent` bytes remain. */
+void session_output_written(struct worker *w, struct session *s, size_t unsent);
+
 
 /* Router callbacks. */
 void session_router_ref(void *sub);
 bool session_router_online(void *sub);
 uint32_t session_router_inflight(void *sub);
+bool session_router_busy(void *sub);
 uint64_t session_router_id(void *sub);
 
 #endif

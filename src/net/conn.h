@@ -48,6 +48,7 @@ struct conn {
     bool will_on_close;          /* closing abnormally: publish the will */
     bool request_problem_info;
     bool paced;                  /* reading stopped: see worker.c, pacing */
+    bool buffers_used;           /* since the last tick (else they are trimmed) */
     uint8_t version;
     uint16_t keepalive;          /* seconds, as granted */
     uint64_t last_rx;            /* monotonic ms of the last packet in */

@@ -92,6 +92,7 @@ fail:
 
 static void mark_dirty(struct conn *c)
 {
+    c->buffers_used = true;
     if (!c->dirty) {
         c->dirty = true;
         c->dirty_next = c->worker->dirty;
@@ -219,6 +220,8 @@ static int conn_flush(struct worker *w, struct conn *c)
         }
         STAT_ADD(&w->stats, bytes_sent, (uint64_t)n);
         buf_consume(&c->out, (size_t)n);
+        if (c->session && c->session->conn == c)
+            session_output_written(w, c->session, buf_used(&c->out));
         /* While its input is not read, a client that reads its output
          * shows it is alive: its PINGREQs wait unread in the socket. */
         if (c->read_paused && n > 0)
@@ -279,8 +282,7 @@ void worker_deliver(struct worker *w, struct session *s, struct delivery *d)
     b->items[b->count].session = s;
     b->items[b->count].d = *d;
     b->count++;
-    if (d->qos)
-        atomic_fetch_add_explicit(&s->incoming, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->incoming, 1, memory_order_relaxed);
 }
 
 static void inbox_signal(struct worker *target)
@@ -347,10 +349,9 @@ size_t worker_route_from(struct worker *w, struct message *m, struct session **b
         w->routes_cap = cap;
     }
     bool upgrade = w->broker->conf->upgrade_outgoing_qos;
-    /* Pacing: is every destination backed up? Only QoS 1/2 publishers are
-     * paced; QoS 0 to a backed-up client is dropped at its output limit. */
+    /* Pacing: is every destination backed up? */
     struct session *slow = NULL;
-    if (backed_up && m->qos > 0 && n > 0) {
+    if (backed_up && n > 0) {
         /* Offline and stalled sessions take no part: they queue up to
          * their limit whatever the publisher does. */
         uint32_t threshold = session_backlog_threshold(w);
@@ -360,7 +361,7 @@ size_t worker_route_from(struct worker *w, struct message *m, struct session **b
             if (!atomic_load_explicit(&s->online, memory_order_relaxed) ||
                 atomic_load_explicit(&s->stalled, memory_order_relaxed))
                 continue;
-            if (session_backlog(s) > threshold)
+            if (session_backed_up(s, threshold))
                 slow = s;
             else
                 all = false;
@@ -564,6 +565,8 @@ static void conn_readable(struct worker *w, struct conn *c)
         return;
     }
     STAT_ADD(&w->stats, bytes_received, (uint64_t)n);
+    if (own)
+        c->buffers_used = true;
     const uint8_t *data;
     size_t len;
     if (own) {
@@ -593,12 +596,14 @@ static void conn_readable(struct worker *w, struct conn *c)
 
 /* ---- publisher pacing ----------------------------------------------------
  *
- * A QoS 1/2 publisher whose messages all land behind a backlog (every
- * online subscriber it reaches already has more than the backlog threshold
- * queued) stops being read until that backlog is half worked off. Without
+ * A publisher whose messages all land behind a backlog (every online
+ * subscriber it reaches already has more than the backlog threshold queued,
+ * or more than SESSION_OUT_PACE bytes of unsent output, which is where QoS 0
+ * waits) stops being read until that backlog is half worked off. Without
  * this, a fan-in of fast publishers to one subscriber fills the
- * subscriber's queue to its limit and the rest is dropped; with it, the
- * publishers go at the subscriber's pace and nothing is lost. A publisher
+ * subscriber's queue to its limit and the rest is dropped (QoS 0 at the
+ * output limit); with it, the publishers go at the subscriber's pace, as
+ * over one TCP connection, and nothing is lost. A publisher
  * that also reaches a subscriber keeping up is never paced, so one slow
  * subscriber does not slow the others (it hits its own queue limit), and
  * a subscriber whose backlog stops moving is marked stalled and paces no
@@ -640,7 +645,7 @@ static void resume_paced(struct worker *w)
     for (struct conn **pp = &w->paced; *pp;) {
         struct conn *c = *pp;
         struct session *s = c->pace_on;
-        if (session_backlog(s) > resume_at &&
+        if (session_backed_up(s, resume_at) &&
             atomic_load_explicit(&s->online, memory_order_relaxed) &&
             !atomic_load_explicit(&s->stalled, memory_order_relaxed)) {
             pp = &c->paced_next;
@@ -687,8 +692,7 @@ static void drain_inbox(struct worker *w)
         batches = b->next;
         for (size_t i = 0; i < b->count; i++) {
             struct session *s = b->items[i].session;
-            if (b->items[i].d.qos)
-                atomic_fetch_sub_explicit(&s->incoming, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->incoming, 1, memory_order_relaxed);
             session_deliver(w, s, &b->items[i].d);
             session_unref(s);
         }
@@ -772,6 +776,12 @@ static void accept_ready(struct worker *w, struct listener *l)
 static void tick(struct worker *w)
 {
     for (struct conn *c = w->conns; c; c = c->next) {
+        /* Buffers of a connection quiet for a whole tick go back. */
+        if (!c->buffers_used) {
+            buf_trim(&c->out);
+            buf_trim(&c->in);
+        }
+        c->buffers_used = false;
         if (c->state == CONN_NEW && w->now >= c->deadline) {
             log_notice("client %s sent no CONNECT in time, closing", c->peer);
             conn_close(c, false);

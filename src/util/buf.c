@@ -45,11 +45,17 @@ void buf_consume(struct buf *b, size_t n)
     b->off += n;
     if (b->off >= b->len) {
         b->off = b->len = 0;
-        /* Idle connections should hold no buffer memory. */
-        free(b->data);
-        b->data = NULL;
-        b->cap = 0;
+        /* A small buffer is cheap to get again and would otherwise sit
+         * in every idle connection; a grown one stays for the next burst. */
+        if (b->cap <= BUF_KEEP_MIN)
+            buf_free(b);
     }
+}
+
+void buf_trim(struct buf *b)
+{
+    if (b->len == 0 && b->data)
+        buf_free(b);
 }
 
 void buf_free(struct buf *b)

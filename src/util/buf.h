@@ -1,11 +1,16 @@
 /* buf.h - a growable byte buffer with a read offset, used for a
- * connection's pending input and output. Empty buffers own no memory, so an
- * idle connection costs nothing here. */
+ * connection's pending input and output. An emptied buffer that grew past
+ * BUF_KEEP_MIN keeps its memory for the next burst, which spares a busy
+ * connection the realloc ladder on every write; buf_trim() gives it back
+ * (the worker trims buffers unused for a tick), so that an idle connection
+ * costs nothing here. */
 #ifndef PETREL_UTIL_BUF_H
 #define PETREL_UTIL_BUF_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define BUF_KEEP_MIN 4096
 
 struct buf {
     uint8_t *data;
@@ -21,9 +26,10 @@ static inline size_t buf_used(const struct buf *b) { return b->len - b->off; }
 uint8_t *buf_reserve(struct buf *b, size_t n);
 static inline void buf_commit(struct buf *b, size_t n) { b->len += n; }
 int buf_append(struct buf *b, const void *p, size_t n);
-/* Drop n bytes from the front; frees the memory when the buffer empties and
- * it has grown beyond a small size. */
+/* Drop n bytes from the front. */
 void buf_consume(struct buf *b, size_t n);
+/* Free the memory of an empty buffer. */
+void buf_trim(struct buf *b);
 void buf_free(struct buf *b);
 
 #endif

@@ -1,7 +1,7 @@
-"""Publisher pacing (docs/architecture.md, "Bounds"): QoS 1/2 publishers
+"""Publisher pacing (docs/architecture.md, "Publisher pacing"): publishers
 whose every subscriber is backed up are read no faster than the
-subscribers drain; a stalled subscriber or one slow subscriber among fast
-ones paces no one."""
+subscribers drain (QoS 0 as well as QoS 1/2); a stalled subscriber or one
+slow subscriber among fast ones paces no one."""
 
 import time
 
@@ -20,6 +20,45 @@ def test_fanin_qos1_at_max_rate_loses_nothing_with_default_queue_limit(broker):
 def test_qos2_fanin_at_max_rate_loses_nothing(broker):
     res, _ = bench(broker, "fanin", "-P", 10, "-S", 1, "-q", 2, "-L", 2000, timeout=60)
     assert_exact(res, 20000)
+
+
+def test_fanin_qos0_at_max_rate_loses_nothing_with_default_queue_limit(broker):
+    # QoS 0 at full speed: the subscriber's output fills first, then its
+    # queue; pacing keeps both below their limits, so nothing is dropped.
+    res, _ = bench(broker, "fanin", "-P", 20, "-S", 1, "-q", 0, "-s", 512, "-L", 5000,
+                   timeout=60)
+    assert_exact(res, 100000)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_qos0_stalled_subscriber_does_not_block_publisher_or_grow_memory(broker):
+    # 20 MiB of QoS 0 for a subscriber that never reads: the publisher is
+    # paced for about a second, then the subscriber counts as stalled and
+    # its messages meet the queue limit (1000) and the output limit. The
+    # QoS 1 PUBLISH sent after the flood is acknowledged only once the
+    # broker has read everything before it.
+    stuck = raw(broker, "stuck0", version=V5)
+    assert stuck.subscribe([("pace/q0", 0)]).reason_codes == [0]
+    base = rss_kib(broker.pid)
+    pub = Paho(broker, "pacer0", version=V5)
+    payload = b"x" * 1024
+    for _ in range(20000):
+        pub.c.publish("pace/q0", payload, qos=0)
+    last = pub.c.publish("pace/other", b"end", qos=1)
+    deadline = time.monotonic() + T(30)
+    while not last.is_published():
+        assert time.monotonic() < deadline, "publisher blocked behind a stalled subscriber"
+        time.sleep(0.05)
+    # queue (1000 x 1 KiB) + output limit (1 MiB) + socket buffers, well
+    # under the 20 MiB published
+    assert rss_kib(broker.pid) - base < 12 * 1024
 
 
 def test_stalled_subscriber_does_not_block_publisher(broker):

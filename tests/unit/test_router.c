@@ -13,6 +13,7 @@
 struct fake {
     uint64_t cid;
     bool offline;
+    bool busy;
     uint32_t inflight;
     atomic_int refs;
 };
@@ -32,12 +33,17 @@ static uint32_t fake_inflight(void *s)
     return ((struct fake *)s)->inflight;
 }
 
+static bool fake_busy(void *s)
+{
+    return ((struct fake *)s)->busy;
+}
+
 static uint64_t fake_id(void *s)
 {
     return ((struct fake *)s)->cid;
 }
 
-static const struct router_ops ops = {fake_ref, fake_online, fake_inflight};
+static const struct router_ops ops = {fake_ref, fake_online, fake_inflight, fake_busy};
 
 static struct router *mk(enum shared_strategy st)
 {
@@ -449,6 +455,53 @@ TEST(test_shared_least_inflight)
     router_free(r);
 }
 
+TEST(test_shared_busy)
+{
+    /* Round robin and random pass over a backed-up member while another is
+     * free; when every online member is busy one of them still gets it. */
+    enum shared_strategy st[2] = {SHARED_ROUND_ROBIN, SHARED_RANDOM};
+    for (int k = 0; k < 2; k++) {
+        struct router *r = mk(st[k]);
+        struct fake m[3] = {0};
+        for (int i = 0; i < 3; i++)
+            sub(r, "$share/g/t", &m[i], 1, 0);
+        uint64_t rng = 99;
+        struct route_query q = query("t");
+        q.rng = &rng;
+        m[1].busy = true;
+        for (int i = 0; i < 30; i++)
+            CHECK(shared_pick(r, "t", m, 3, &q) != 1);
+        m[0].busy = m[2].busy = true;
+        int cnt[3] = {0};
+        for (int i = 0; i < 30; i++) {
+            int p = shared_pick(r, "t", m, 3, &q);
+            CHECK(p >= 0);
+            if (p >= 0)
+                cnt[p]++;
+        }
+        CHECK_EQ(cnt[0] + cnt[1] + cnt[2], 30);
+        /* An offline member is still the last choice. */
+        m[0].busy = false;
+        m[0].offline = true;
+        for (int i = 0; i < 10; i++)
+            CHECK(shared_pick(r, "t", m, 3, &q) != 0);
+        router_free(r);
+    }
+    /* Sticky keeps its member even when it is busy. */
+    struct router *r = mk(SHARED_STICKY);
+    struct fake m[3] = {0};
+    for (int i = 0; i < 3; i++)
+        sub(r, "$share/g/t", &m[i], 0, 0);
+    struct route_query q = query("t");
+    q.origin_hash = 7;
+    int first = shared_pick(r, "t", m, 3, &q);
+    CHECK(first >= 0);
+    if (first >= 0)
+        m[first].busy = true;
+    CHECK_EQ(shared_pick(r, "t", m, 3, &q), first);
+    router_free(r);
+}
+
 TEST(test_shared_queue_and_mixed)
 {
     struct router *r = mk(SHARED_ROUND_ROBIN);
@@ -684,6 +737,7 @@ int main(void)
     RUN(test_shared_random);
     RUN(test_shared_sticky);
     RUN(test_shared_least_inflight);
+    RUN(test_shared_busy);
     RUN(test_shared_queue_and_mixed);
     RUN(test_cap_overflow);
     RUN(test_group_pick);
