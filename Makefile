@@ -1,13 +1,14 @@
 # Petrel: the two commands a newcomer types are `make run` and `make test`.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
 RUN_ARGS   ?= -v
 
-.PHONY: all deps build run test unit integration test-asan fuzz fuzz-smoke clean
+.PHONY: all deps build run test unit integration test-asan test-tsan fuzz fuzz-smoke clean
 
 all: build
 
@@ -40,6 +41,16 @@ test-asan: deps
 	  PETREL_BIN=$(abspath $(ASAN_BUILD)/petrel) PETREL_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q --timeout=180 tests/integration
 
+# The whole suite under ThreadSanitizer: workers share the router, the
+# retained store, the inboxes and (direct hand-over) each other's sessions.
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_TSAN=ON
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+	  PETREL_BIN=$(abspath $(TSAN_BUILD)/petrel) PETREL_SANITIZED=1 \
+	  $(PYTHON) -m pytest -q --timeout=180 tests/integration
+
 $(FUZZ_BUILD)/Makefile: CMakeLists.txt
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_FUZZ=ON
 
@@ -66,4 +77,4 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=20
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

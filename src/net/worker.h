@@ -58,6 +58,10 @@ struct worker {
     int wakefd;
     struct worker_stats stats;
     struct inbox inbox;
+    /* Held while the worker runs its loop, released while it sleeps in
+     * epoll_wait: another worker that takes it may deliver to this
+     * worker's sessions in its place (worker.c, "direct hand-over"). */
+    pthread_mutex_t loop_lock;
     struct delivery_batch **outbox; /* per target worker, NULL when empty */
     struct conn *conns;
     size_t conn_count;

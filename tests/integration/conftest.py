@@ -1,7 +1,8 @@
 """Fixtures that run a real petrel process per test.
 
 PETREL_BIN       path of the broker (default <repo>/build/petrel)
-PETREL_SANITIZED 1 for an ASan/UBSan build: timeouts x3, sanitizer reports fail
+PETREL_SANITIZED 1 for a sanitizer build (ASan/UBSan or TSan): timeouts x3,
+                 sanitizer reports fail the test
 """
 
 import os
@@ -18,7 +19,8 @@ from helpers import SCALE, free_port, wait_port  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 PETREL_BIN = os.environ.get("PETREL_BIN", os.path.join(REPO, "build", "petrel"))
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+                     "WARNING: ThreadSanitizer")
 
 # Hard upper bound for one test (setup + call + teardown), enforced with SIGALRM
 # so that a hung broker or client can never stall the suite.
