@@ -21,8 +21,9 @@ $(BUILD)/Makefile: CMakeLists.txt
 build: deps $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The embedded defaults plus persistence under ./data (conf/make-run.conf).
 run: build
-	./$(BUILD)/petrel $(RUN_ARGS)
+	./$(BUILD)/petrel -c conf/make-run.conf $(RUN_ARGS)
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

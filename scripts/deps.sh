@@ -2,7 +2,7 @@
 # Installs the Debian packages that building, running and testing Petrel need.
 # Idempotent and non-interactive: does nothing when every package is present.
 set -eu
-pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libssl-dev
+pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libssl-dev librocksdb-dev
       python3-pytest python3-pytest-timeout python3-paho-mqtt mosquitto mosquitto-clients"
 missing=""
 for p in $pkgs; do

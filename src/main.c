@@ -14,6 +14,7 @@
 
 #include "broker/broker.h"
 #include "broker/message.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/router.h"
 #include "broker/session.h"
@@ -253,6 +254,10 @@ int main(int argc, char **argv)
         if (!b.workers[i])
             goto out;
     }
+    if (persist_open(&b) < 0 || persist_load(&b) < 0) {
+        rc = 1;
+        goto out;
+    }
     int started = 0;
     for (; started < b.worker_count; started++)
         if (worker_start(b.workers[started]) < 0)
@@ -283,6 +288,7 @@ int main(int argc, char **argv)
         worker_join(b.workers[i]);
 
 out:
+    persist_close(&b);
     if (b.workers) {
         /* Free in-transit deliveries before sessions, sessions before the
          * indexes they are in. */

@@ -18,6 +18,7 @@ struct router;
 struct retain_store;
 struct worker;
 struct listener;
+struct store;
 
 /* Counters each worker keeps for itself (no shared cache lines on the hot
  * path); $SYS and metrics add them up. Written only by the owning worker
@@ -55,6 +56,8 @@ struct broker {
     atomic_uint_fast64_t next_session_id;
     atomic_uint_fast64_t clients_maximum;
     uint32_t hash_seed;
+    struct store *store;           /* durable store, NULL without persistence */
+    atomic_uint_fast64_t store_seq; /* ids of stored messages and deliveries */
 };
 
 extern struct broker *g_broker;

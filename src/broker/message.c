@@ -33,6 +33,8 @@ struct message *message_new(const uint8_t *topic, size_t topic_len,
     m->expiry_at = expiry_at;
     m->origin = origin;
     m->origin_hash = origin_hash;
+    atomic_init(&m->store_id, 0);
+    atomic_init(&m->store_refs, 0);
 
     uint8_t *p = m->data;
     if (topic_len)

@@ -23,6 +23,11 @@ struct message {
     uint64_t expiry_at;   /* wall-clock ms when it expires; 0 = never */
     uint64_t origin;      /* id of the publishing session (No Local); 0 = none */
     uint32_t origin_hash; /* hash of the publisher's client id (sticky shared) */
+    /* Durable store (persist.c): the id of its M record once written, and
+     * how many stored deliveries refer to it; the record goes with the
+     * last of them. */
+    _Atomic uint64_t store_id;
+    atomic_uint store_refs;
     const char *topic;    /* NUL-terminated, points into data[] */
     const uint8_t *payload;
     const uint8_t *props;

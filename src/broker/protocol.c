@@ -14,6 +14,7 @@
 
 #include "broker/broker.h"
 #include "broker/message.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/router.h"
 #include "broker/session.h"
@@ -387,6 +388,12 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
 
     /* Find the session, taking it over from another connection. */
     struct session *s = session_table_find(&w->sessions, id, idlen, hash);
+    /* Expired, but the tick has not ended it yet (or it expired while the
+     * broker was down): it is gone for this client. */
+    if (s && !s->conn && s->expire_at && w->now >= s->expire_at) {
+        session_end(w, s);
+        s = NULL;
+    }
     if (s && s->conn && !take_over(w, s))
         s = NULL;
     if (s && k->clean_start) {
@@ -414,6 +421,9 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
     session_ref(s);
     c->session = s;
     atomic_store_explicit(&s->online, true, memory_order_relaxed);
+    atomic_store_explicit(&s->persistent, w->broker->store && s->expiry > 0,
+                          memory_order_relaxed);
+    persist_session(w, s);
 
     c->state = CONN_ACTIVE;
     c->keepalive = keepalive;
@@ -589,6 +599,20 @@ static enum protocol_result handle_publish(struct worker *w, struct conn *c,
         ack_publish(c, pub, MQTT_RC_QUOTA_EXCEEDED);
         return PROTOCOL_CONTINUE;
     }
+    /* A store that cannot write: QoS 1/2 cannot be promised (5.0: the
+     * reason code; 3.1.1 has none, so the connection closes unacknowledged
+     * and the client sends again later). */
+    uint8_t store_rc = pub->qos ? persist_failing(w) : 0;
+    if (store_rc) {
+        STAT_ADD(&w->stats, msgs_dropped, 1);
+        if (!is_v5(c)) {
+            log_notice("client %s: store not writable, closing", client_name(c));
+            conn_close(c, true);
+            return PROTOCOL_STOP;
+        }
+        ack_publish(c, pub, store_rc);
+        return PROTOCOL_CONTINUE;
+    }
     /* Clients do not publish into the broker's own $SYS tree. */
     if (topic.len >= 5 && memcmp(topic.ptr, "$SYS/", 5) == 0) {
         ack_publish(c, pub, MQTT_RC_NOT_AUTHORIZED);
@@ -618,15 +642,20 @@ static enum protocol_result handle_publish(struct worker *w, struct conn *c,
     if (delayed) {
         worker_delay(w, m, w->now + (uint64_t)delay * 1000u);
     } else {
-        if (pub->retain)
+        if (pub->retain) {
             retain_set(w->broker->retain, m);
+            persist_retained(w, m);
+        }
         routed = worker_route_from(w, m, &backed_up);
         message_unref(m);
     }
-    if (pub->qos == 2 && session_qos2_add(s, pub->packet_id) < 0) {
-        if (backed_up)
-            session_unref(backed_up);
-        return violation(w, c, MQTT_RC_UNSPECIFIED, "out of memory");
+    if (pub->qos == 2) {
+        if (session_qos2_add(s, pub->packet_id) < 0) {
+            if (backed_up)
+                session_unref(backed_up);
+            return violation(w, c, MQTT_RC_UNSPECIFIED, "out of memory");
+        }
+        persist_qos2_in(w, s, pub->packet_id, true);
     }
     ack_publish(c, pub, routed ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
     if (backed_up)
@@ -675,6 +704,7 @@ static void send_retained(void *arg, struct message *m)
         d.sub_ids[0] = x->sub_id;
         d.sub_id_count = 1;
     }
+    persist_delivery_new(x->w, x->s, &d);
     session_deliver(x->w, x->s, &d);
 }
 
@@ -725,6 +755,8 @@ static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
             router_unsubscribe(w->broker->router, fbuf, flen, s);
             rc = -1;
         }
+        if (rc >= 0)
+            persist_sub(w, s, fbuf, flen, &o, sub_id);
         if (rc < 0) {
             codes[i++] = is_v5(c) ? MQTT_RC_UNSPECIFIED : 0x80;
             continue;
@@ -776,8 +808,10 @@ static enum protocol_result handle_unsubscribe(struct worker *w, struct conn *c,
     while (mqtt_unsub_next(unsub, &pos, &f)) {
         size_t flen = mounted_filter(c, &f, fbuf, sizeof(fbuf));
         bool existed = flen && router_unsubscribe(w->broker->router, fbuf, flen, s);
-        if (existed)
+        if (existed) {
             session_sub_remove(s, fbuf, flen);
+            persist_unsub(w, s, fbuf, flen);
+        }
         codes[i++] = existed ? 0 : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
         if (log_enabled(LOG_UNSUBSCRIBE))
             log_msg(LOG_UNSUBSCRIBE, "%s %.*s", s->client_id, (int)f.len, (const char *)f.ptr);
@@ -839,10 +873,13 @@ enum protocol_result protocol_handle(struct worker *w, struct conn *c,
             p->u.ack.reason < 0x80)
             send_ack(c, MQTT_PUBREL, p->u.ack.packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
         return PROTOCOL_CONTINUE;
-    case MQTT_PUBREL:
-        send_ack(c, MQTT_PUBCOMP, p->u.ack.packet_id,
-                 session_qos2_remove(s, p->u.ack.packet_id) ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND);
+    case MQTT_PUBREL: {
+        bool known = session_qos2_remove(s, p->u.ack.packet_id);
+        if (known)
+            persist_qos2_in(w, s, p->u.ack.packet_id, false);
+        send_ack(c, MQTT_PUBCOMP, p->u.ack.packet_id, known ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND);
         return PROTOCOL_CONTINUE;
+    }
     case MQTT_PUBCOMP:
         session_pubcomp(w, s, p->u.ack.packet_id);
         return PROTOCOL_CONTINUE;

@@ -14,6 +14,7 @@
 
 #include "broker/broker.h"
 #include "broker/message.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/router.h"
 #include "mqtt/codec.h"
@@ -33,10 +34,6 @@
 
 /* ---- rings ---------------------------------------------------------- */
 
-static struct delivery *ring_at(struct delivery_ring *r, uint32_t i)
-{
-    return &r->items[(r->head + i) & (r->cap - 1)];
-}
 
 static int ring_push(struct delivery_ring *r, const struct delivery *d)
 {
@@ -180,6 +177,7 @@ struct session *session_new(struct worker *w, const uint8_t *client_id, size_t l
     atomic_init(&s->incoming, 0);
     atomic_init(&s->out_full, false);
     atomic_init(&s->stalled, false);
+    atomic_init(&s->persistent, false);
     s->id = atomic_fetch_add(&w->broker->next_session_id, 1) + 1;
     s->worker = w;
     s->hnext = t->buckets[hash & t->mask];
@@ -410,9 +408,11 @@ static void send_pubrel(struct conn *c, uint16_t pid)
     conn_write(c, pkt, sizeof(pkt));
 }
 
-static void drop(struct worker *w, struct delivery *d)
+/* A delivery leaves the session without being completed. */
+static void drop(struct worker *w, struct session *s, struct delivery *d)
 {
     STAT_ADD(&w->stats, msgs_dropped, 1);
+    persist_delivery_done(w, s, d);
     message_unref(d->msg);
 }
 
@@ -428,14 +428,15 @@ static void send_now(struct worker *w, struct session *s, struct delivery *d)
     }
     d->packet_id = next_packet_id(s);
     if (!send_publish(w, c, d, false)) {
-        drop(w, d);
+        drop(w, s, d);
         return;
     }
     d->flags |= DELIVERY_SENT;
     if (ring_push(&s->inflight, d) < 0) {
-        drop(w, d);
+        drop(w, s, d);
         return;
     }
+    persist_delivery_update(w, s, d); /* its packet id, before it leaves */
     atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
 }
 
@@ -457,6 +458,7 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
 {
     const struct config *cf = w->broker->conf;
     if (s->dead) {
+        persist_delivery_done(w, s, d);
         message_unref(d->msg);
         return;
     }
@@ -480,11 +482,11 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
     }
     if ((cf->max_queued_messages && s->queue.count >= cf->max_queued_messages) ||
         (cf->max_queued_bytes && s->queued_bytes + d->msg->payload_len > cf->max_queued_bytes)) {
-        drop(w, d);
+        drop(w, s, d);
         return;
     }
     if (ring_push(&s->queue, d) < 0) {
-        drop(w, d);
+        drop(w, s, d);
         return;
     }
     s->queued_bytes += d->msg->payload_len;
@@ -510,7 +512,7 @@ void session_pump(struct worker *w, struct session *s)
             if (!now)
                 now = clock_wall_ms();
             if (message_expired(d.msg, now)) {
-                drop(w, &d);
+                drop(w, s, &d);
                 continue;
             }
         }
@@ -527,6 +529,7 @@ void session_resume(struct worker *w, struct session *s)
             send_pubrel(c, d->packet_id);
         } else if (!send_publish(w, c, d, (d->flags & DELIVERY_SENT) != 0)) {
             /* Too large for the new connection, or expired: gone. */
+            persist_delivery_done(w, s, d);
             message_unref(d->msg);
             ring_remove(&s->inflight, i);
             continue;
@@ -549,10 +552,28 @@ static int inflight_find(struct session *s, uint16_t pid)
 static void inflight_done(struct worker *w, struct session *s, uint32_t i)
 {
     s->progress++;
-    message_unref(ring_at(&s->inflight, i)->msg);
+    struct delivery *d = ring_at(&s->inflight, i);
+    persist_delivery_done(w, s, d);
+    message_unref(d->msg);
     ring_remove(&s->inflight, i);
     atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
     session_pump(w, s);
+}
+
+int session_restore_delivery(struct session *s, struct delivery *d)
+{
+    bool inflight = (d->flags & DELIVERY_SENT) && d->packet_id;
+    if (ring_push(inflight ? &s->inflight : &s->queue, d) < 0)
+        return -1;
+    if (inflight) {
+        atomic_store_explicit(&s->inflight_count, s->inflight.count, memory_order_relaxed);
+        if (d->packet_id >= s->next_packet_id)
+            s->next_packet_id = d->packet_id;
+    } else {
+        s->queued_bytes += d->msg->payload_len;
+        queue_mirror(s);
+    }
+    return 0;
 }
 
 bool session_puback(struct worker *w, struct session *s, uint16_t pid)
@@ -578,6 +599,7 @@ bool session_pubrec(struct worker *w, struct session *s, uint16_t pid, uint8_t r
         return true;
     }
     d->flags |= DELIVERY_PUBREL;
+    persist_delivery_update(w, s, d);
     send_pubrel(s->conn, pid);
     return true;
 }
@@ -677,10 +699,14 @@ static void publish_will(struct worker *w, struct session *s)
     if (s->will_expiry)
         m->expiry_at = clock_wall_ms() + (uint64_t)s->will_expiry * 1000u;
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
-    if (m->retain && w->broker->conf->retain_available)
+    if (m->retain && w->broker->conf->retain_available) {
         retain_set(w->broker->retain, m);
+        persist_retained(w, m);
+    }
     worker_route(w, m);
     message_unref(m);
+    if (!s->dead)
+        persist_session(w, s); /* without the will now */
 }
 
 /* Move one delivery chosen from a shared group to another member. */
@@ -692,7 +718,12 @@ static bool redirect_shared(struct worker *w, struct session *s, struct delivery
         return false;
     struct delivery nd = *d;
     nd.packet_id = 0;
+    nd.seq = 0;
     nd.flags &= DELIVERY_RETAIN;
+    /* Stored for the new member before it is forgotten for this one, so
+     * that the message record never loses its last reference between. */
+    persist_delivery_new(w, other, &nd);
+    persist_delivery_done(w, s, d);
     worker_deliver(w, other, &nd);
     return true;
 }
@@ -739,6 +770,7 @@ void session_disconnected(struct worker *w, struct session *s, bool will)
     }
     if (s->expiry != SESSION_EXPIRY_NEVER)
         s->expire_at = w->now + (uint64_t)s->expiry * 1000u;
+    persist_session(w, s);
 }
 
 void session_end(struct worker *w, struct session *s)
@@ -752,6 +784,7 @@ void session_end(struct worker *w, struct session *s)
                            s->subs[i].len, s);
     if (s->will_at)
         publish_will(w, s); /* the session ended before the will delay ran out */
+    persist_session_delete(w, s);
     ring_clear(&s->inflight);
     ring_clear(&s->queue);
     s->queued_bytes = 0;

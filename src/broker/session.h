@@ -37,6 +37,7 @@ struct delivery {
     struct message *msg;        /* holds a reference */
     const void *group;          /* shared group it was chosen from, or NULL */
     uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
+    uint64_t seq;               /* key of its stored record; 0 = not stored */
     uint16_t packet_id;         /* in flight only */
     uint8_t qos;
     uint8_t flags;              /* enum delivery_flags */
@@ -48,6 +49,12 @@ struct delivery_ring {
     struct delivery *items;
     uint32_t head, count, cap;
 };
+
+/* The i-th delivery of a ring, oldest first. */
+static inline struct delivery *ring_at(struct delivery_ring *r, uint32_t i)
+{
+    return &r->items[(r->head + i) & (r->cap - 1)];
+}
 
 struct session_sub {
     char *filter;
@@ -64,6 +71,8 @@ struct session {
     atomic_uint incoming;       /* deliveries in transit from other workers */
     atomic_bool out_full;       /* unsent output above SESSION_OUT_PACE */
     atomic_bool stalled;        /* backlog made no progress for a while */
+    atomic_bool persistent;     /* kept in the durable store (expiry > 0) */
+    bool stored;                /* owner only: records may exist in the store */
     uint64_t progress;          /* acknowledgements and writes, owner only */
     uint64_t progress_seen;     /* value at the last stall check */
     uint64_t stall_since;       /* monotonic ms the backlog stopped moving */
@@ -134,6 +143,10 @@ void session_pump(struct worker *w, struct session *s);
 /* After (re)connect: resend in-flight messages (with DUP, PUBREL for QoS 2
  * after PUBREC), then pump. */
 void session_resume(struct worker *w, struct session *s);
+
+/* Put a delivery read from the store back (startup): in flight if it was
+ * sent, queued otherwise. Takes over d's message reference. */
+int session_restore_delivery(struct session *s, struct delivery *d);
 
 /* Acknowledgements from the client. Return false if no such packet id is
  * in the right state. */

@@ -576,6 +576,39 @@ static int k_persistent_client_expiration(struct parser *p, const char *key, cha
     return 0;
 }
 
+static int k_persistence(struct parser *p, const char *key, char *val)
+{
+    return get_bool(p, key, val, &p->c->persistence);
+}
+
+static int k_persistence_location(struct parser *p, const char *key, char *val)
+{
+    return get_string(p, key, val, &p->c->persistence_location, false);
+}
+
+static int k_persistence_file(struct parser *p, const char *key, char *val)
+{
+    if (strchr(val, '/'))
+        return fail(p, key, "a name inside persistence_location, not a path");
+    return get_string(p, key, val, &p->c->persistence_file, false);
+}
+
+static int k_durability(struct parser *p, const char *key, char *val)
+{
+    static const char *const names[] = {"none", "periodic", "sync"};
+    char *tok;
+
+    if (single_token(p, key, val, &tok))
+        return -1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!strcmp(tok, names[i])) {
+            p->c->durability = (enum durability)i;
+            return 0;
+        }
+    }
+    return fail(p, key, "expected none, periodic or sync, got '%s'", tok);
+}
+
 static int k_set_tcp_nodelay(struct parser *p, const char *key, char *val)
 {
     return get_bool(p, key, val, &p->c->set_tcp_nodelay);
@@ -859,8 +892,14 @@ static const struct key_def keys[] = {
     IMPL("user", k_user),
     IMPL("include_dir", k_include_dir),
     IMPL("connection", k_connection),
+    IMPL("persistence", k_persistence),
+    IMPL("persistence_location", k_persistence_location),
+    IMPL("persistence_file", k_persistence_file),
     /* Petrel's own keys. */
     NUM("workers", workers, 0, 1024),
+    IMPL("durability", k_durability),
+    NUM("durability_interval", durability_interval, 1, 3600000),
+    NUM("store_cache_size", store_cache_size, 4 << 20, LLONG_MAX),
     IMPL("shared_subscription_strategy", k_shared_strategy),
 
     /* Mosquitto keys that are accepted and ignored with a warning. */
@@ -872,9 +911,6 @@ static const struct key_def keys[] = {
     UNSUP("check_retain_source"),
     UNSUP("clientid_prefixes"),
     UNSUP("memory_limit"),
-    UNSUP("persistence"),
-    UNSUP("persistence_file"),
-    UNSUP("persistence_location"),
     UNSUP("psk_file"),
     UNSUP("plugin"),
     UNSUP("global_plugin"),
@@ -1152,6 +1188,9 @@ void config_init(struct config *c)
     c->max_qos = 2;
     c->upgrade_outgoing_qos = false;
     c->persistent_client_expiration = -1;
+    c->durability = DURABILITY_SYNC;
+    c->durability_interval = 1000;
+    c->store_cache_size = 64u << 20;
     c->sys_interval = 10;
     c->set_tcp_nodelay = false;
     c->connection_messages = true;
@@ -1174,6 +1213,8 @@ void config_free(struct config *c)
     security_free(&c->security);
     free(c->log_file);
     free(c->pid_file);
+    free(c->persistence_location);
+    free(c->persistence_file);
     free(c->user);
     free(c->log_timestamp_format);
     free(c->path);

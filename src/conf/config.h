@@ -64,6 +64,12 @@ enum shared_strategy {
     SHARED_ROUND_ROBIN = 0, SHARED_RANDOM, SHARED_LEAST_INFLIGHT, SHARED_STICKY,
 };
 
+enum durability {
+    DURABILITY_NONE,     /* state in memory only */
+    DURABILITY_PERIODIC, /* committed every durability_interval ms */
+    DURABILITY_SYNC,     /* committed and fsynced before acknowledging */
+};
+
 struct config {
     struct listener_conf *listeners;
     size_t listener_count;
@@ -95,6 +101,14 @@ struct config {
     enum shared_strategy shared_subscription_strategy;
     char *pid_file;
     bool daemon;
+
+    /* Durable store (docs/storage.md). */
+    bool persistence;
+    char *persistence_location;   /* directory; default the working directory */
+    char *persistence_file;       /* store directory name in it; default petrel.db */
+    enum durability durability;   /* default sync */
+    uint32_t durability_interval; /* ms between periodic commits; default 1000 */
+    uint64_t store_cache_size;    /* bytes the engine may cache; default 64 MiB */
 
     /* Where the config came from, for messages. Owned. */
     char *path;

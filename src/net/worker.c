@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "broker/message.h"
+#include "broker/persist.h"
 #include "broker/protocol.h"
 #include "broker/retain.h"
 #include "broker/router.h"
@@ -36,6 +37,7 @@
 #include "mqtt/codec.h"
 #include "net/conn.h"
 #include "net/listener.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/hash.h"
 #include "util/log.h"
@@ -145,6 +147,21 @@ static void conn_abandon(struct conn *c)
 {
     buf_consume(&c->out, buf_used(&c->out));
     mark_dirty(c);
+}
+
+void worker_drop_output(struct worker *w)
+{
+    for (struct conn *c = w->dirty; c; c = c->dirty_next) {
+        if (!buf_used(&c->out))
+            continue;
+        log_warning("client %s: closing without its pending output (store failure)",
+                    c->client_id ? c->client_id : c->peer);
+        if (c->state != CONN_CLOSING) {
+            c->state = CONN_CLOSING;
+            c->will_on_close = true;
+        }
+        buf_consume(&c->out, buf_used(&c->out));
+    }
 }
 
 static void set_events(struct worker *w, struct conn *c, bool want_write, bool paused)
@@ -326,6 +343,7 @@ static bool deliver_direct(struct worker *w, struct worker *t, struct delivery_b
     if (w->now > t->now)
         t->now = w->now;
     deliver_batch(t, b);
+    persist_commit(t, false);
     flush_dirty(t);
     pthread_mutex_unlock(&t->loop_lock);
     return true;
@@ -423,6 +441,8 @@ size_t worker_route_from(struct worker *w, struct message *m, struct session **b
         d.sub_id_count = (uint8_t)(r->sub_id_count < DELIVERY_MAX_SUB_IDS
                                        ? r->sub_id_count : DELIVERY_MAX_SUB_IDS);
         memcpy(d.sub_ids, r->sub_ids, d.sub_id_count * sizeof(uint32_t));
+        if (d.qos)
+            persist_delivery_new(w, r->sub, &d);
         worker_deliver(w, r->sub, &d);
     }
     return n;
@@ -476,8 +496,10 @@ static void run_delayed(struct worker *w)
         }
         if (w->delayed_count)
             w->delayed[i] = last;
-        if (m->retain && w->broker->conf->retain_available)
+        if (m->retain && w->broker->conf->retain_available) {
             retain_set(w->broker->retain, m);
+            persist_retained(w, m);
+        }
         worker_route(w, m);
         message_unref(m);
     }
@@ -883,6 +905,9 @@ static void *worker_main(void *arg)
             tick(w);
             w->next_tick = w->now + TICK_MS;
         }
+        /* What this iteration changed is stored before anything it
+         * acknowledged leaves (durability sync; periodic: every interval). */
+        persist_commit(w, false);
         flush_outbox(w);
         flush_dirty(w);
     }
@@ -897,6 +922,7 @@ static void *worker_main(void *arg)
         c->will_on_close = false;
         conn_destroy(w, c);
     }
+    persist_commit(w, true);
     pthread_mutex_unlock(&w->loop_lock);
     return NULL;
 }
@@ -954,6 +980,7 @@ void worker_free(struct worker *w)
         free(w->outbox);
     }
     session_table_free(&w->sessions);
+    store_batch_free(w->batch);
     pthread_mutex_destroy(&w->inbox.lock);
     pthread_mutex_destroy(&w->loop_lock);
     if (w->epfd >= 0)

@@ -49,6 +49,8 @@ struct delayed_msg {
     struct message *msg;
 };
 
+struct store_batch;
+
 struct worker {
     int ev_kind;                 /* EV_WAKE: the eventfd's epoll tag */
     int id;
@@ -79,6 +81,12 @@ struct worker {
     struct delayed_msg *delayed; /* min-heap by due */
     size_t delayed_count, delayed_cap;
     uint64_t delayed_seq;
+    /* Durable store: this worker's writes since the last commit. */
+    struct store_batch *batch;
+    uint64_t next_commit;        /* monotonic ms (durability periodic) */
+    bool store_sync;             /* the batch holds puts: commit with fsync */
+    uint8_t store_failed;        /* the last commit failed: reason code for
+                                    refused QoS 1/2 PUBLISH, else 0 */
 };
 
 struct worker *worker_new(struct broker *b, int id);
@@ -106,6 +114,10 @@ void conn_pace(struct conn *c, struct session *on);
 /* Deliver to a session that may live on another worker. Takes over the
  * delivery's message reference and one session reference. */
 void worker_deliver(struct worker *w, struct session *s, struct delivery *d);
+
+/* Close every connection with output waiting in this iteration, without
+ * sending it (the store could not record what it acknowledges). */
+void worker_drop_output(struct worker *w);
 
 /* Queue bytes on a connection and put it on the flush list. Returns -1 when
  * out of memory (the connection is then closed). */

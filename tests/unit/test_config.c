@@ -741,11 +741,45 @@ TEST(unsupported_mosquitto_keys_warn)
         "plugin_opt_config_file /etc/dynsec.json\n"
         "memory_limit 0\n"
         "check_retain_source false\n"), 0);
-    CHECK_EQ(c.warning_count, 9);
-    CHECK(log_contains("test.conf:1: persistence: not supported yet, ignored"));
+    CHECK_EQ(c.warning_count, 7);
+    CHECK(c.persistence);
+    CHECK_STR(c.persistence_location, "/var/lib/mosquitto/");
+    CHECK(log_contains("test.conf:3: autosave_interval: not supported yet, ignored"));
     CHECK(log_contains("test.conf:5: auth_opt_db_host: not supported yet, ignored"));
     CHECK(log_contains("test.conf:9: check_retain_source: not supported yet, ignored"));
     config_free(&c);
+}
+
+TEST(persistence_keys)
+{
+    struct config c;
+
+    CHECK_EQ(parse_ok(&c, ""), 0);
+    CHECK(!c.persistence);
+    CHECK_EQ(c.durability, DURABILITY_SYNC);
+    CHECK_EQ(c.durability_interval, 1000);
+    CHECK_EQ(c.store_cache_size, 64u << 20);
+    config_free(&c);
+    CHECK_EQ(parse_ok(&c, "persistence true\npersistence_location data\n"
+                          "persistence_file x.db\ndurability periodic\n"
+                          "durability_interval 250\nstore_cache_size 8388608\n"), 0);
+    CHECK(c.persistence);
+    CHECK_STR(c.persistence_location, "data");
+    CHECK_STR(c.persistence_file, "x.db");
+    CHECK_EQ(c.durability, DURABILITY_PERIODIC);
+    CHECK_EQ(c.durability_interval, 250);
+    CHECK_EQ(c.store_cache_size, 8388608);
+    config_free(&c);
+    CHECK(parse_fails_with("durability always\n",
+                           "test.conf:1: durability: expected none, periodic or sync, got 'always'"));
+    CHECK(parse_fails_with("persistence_file a/b\n",
+                           "test.conf:1: persistence_file: a name inside persistence_location, "
+                           "not a path"));
+    CHECK(parse_fails_with("durability_interval 0\n",
+                           "test.conf:1: durability_interval: 0 is out of range (1 to 3600000)"));
+    CHECK(parse_fails_with("store_cache_size 1000\n",
+                           "test.conf:1: store_cache_size: 1000 is out of range "
+                           "(4194304 to 9223372036854775807)"));
 }
 
 TEST(unknown_keys_fail)
@@ -980,7 +1014,8 @@ TEST(debian_mosquitto_conf)
     if (err[0])
         fprintf(stderr, "%s\n", err);
     CHECK_EQ(config_finalize(&c, err, sizeof err), 0);
-    CHECK(c.warning_count >= 2); /* persistence, persistence_location */
+    CHECK(c.persistence); /* persistence true, persistence_location /var/lib/mosquitto/ */
+    CHECK(c.persistence_location != NULL);
     CHECK(c.pid_file != NULL);
     CHECK(c.log_dest & LOG_D_FILE);
     CHECK(c.listener_count >= 1);
@@ -1153,6 +1188,7 @@ int main(void)
     RUN(duplicate_string_keys);
     RUN(log_type_and_log_dest);
     RUN(unsupported_mosquitto_keys_warn);
+    RUN(persistence_keys);
     RUN(unknown_keys_fail);
     RUN(bridge_sections_skipped);
     RUN(every_mosquitto_key_accepted);

@@ -1,0 +1,690 @@
+/* persist.c - the broker's durable state (see persist.h). Record layouts
+ * are in store/record.c, the engine in store/store.c. */
+#include "broker/persist.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "broker/message.h"
+#include "broker/retain.h"
+#include "broker/router.h"
+#include "broker/session.h"
+#include "net/conn.h"
+#include "net/worker.h"
+#include "store/record.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/hash.h"
+#include "util/log.h"
+
+static _Thread_local uint8_t key_buf[RECORD_KEY_MAX];
+
+/* A message's store_id and store_refs change together under one of these
+ * (chosen by the message's address): the last reference deletes the M
+ * record and clears the id, so a later delivery of the same message
+ * writes a new record instead of referring to a deleted one. */
+#define STRIPES 64
+static pthread_mutex_t stripes[STRIPES];
+static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
+
+static void stripes_init(void)
+{
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&stripes[i], NULL);
+}
+
+static pthread_mutex_t *stripe_of(const struct message *m)
+{
+    return &stripes[((uintptr_t)m >> 6) % STRIPES];
+}
+
+static bool on(const struct worker *w)
+{
+    return w->broker->store != NULL && w->batch != NULL;
+}
+
+static uint64_t wall_of_mono(const struct worker *w, uint64_t mono)
+{
+    uint64_t now = clock_mono_ms();
+    uint64_t wall = clock_wall_ms();
+    return mono > now ? wall + (mono - now) : wall;
+}
+
+static void rec_from_message(struct rec_message *r, const struct message *m)
+{
+    r->qos = m->qos;
+    r->retain = m->retain;
+    r->expiry_at = m->expiry_at;
+    r->origin_hash = m->origin_hash;
+    r->topic = (const uint8_t *)m->topic;
+    r->topic_len = m->topic_len;
+    r->props = m->props;
+    r->props_len = m->props_len;
+    r->payload = m->payload;
+    r->payload_len = m->payload_len;
+}
+
+static struct message *message_from_rec(const struct rec_message *r)
+{
+    return message_new(r->topic, r->topic_len, r->payload, r->payload_len, r->props,
+                       r->props_len, r->qos, r->retain, r->expiry_at, 0, r->origin_hash);
+}
+
+/* A put is a promise (a message, a packet id about to be sent, a session):
+ * the commit that carries one waits for the disk. A batch of deletes only
+ * (acknowledged messages) does not: losing one re-sends a message that was
+ * already delivered, which QoS 1 allows and QoS 2 detects. */
+static void batch_put(struct worker *w, const uint8_t *k, size_t klen, const void *v,
+                      size_t vlen)
+{
+    store_batch_put(w->batch, k, klen, v, vlen);
+    w->store_sync = true;
+}
+
+/* Encode with enc into a stack buffer, or the heap when larger, and put. */
+typedef size_t (*encode_fn)(const void *rec, uint8_t *out, size_t cap);
+
+static void put_value(struct worker *w, const uint8_t *k, size_t klen, encode_fn enc,
+                      const void *rec)
+{
+    uint8_t small[512];
+    size_t n = enc(rec, small, sizeof(small));
+    if (n <= sizeof(small)) {
+        batch_put(w, k, klen, small, n);
+        return;
+    }
+    uint8_t *big = malloc(n);
+    if (!big) {
+        log_error("store: out of memory encoding a record; it is not stored");
+        return;
+    }
+    enc(rec, big, n);
+    batch_put(w, k, klen, big, n);
+    free(big);
+}
+
+static size_t enc_message(const void *r, uint8_t *o, size_t c) { return rec_message_encode(r, o, c); }
+static size_t enc_session(const void *r, uint8_t *o, size_t c) { return rec_session_encode(r, o, c); }
+static size_t enc_sub(const void *r, uint8_t *o, size_t c) { return rec_sub_encode(r, o, c); }
+static size_t enc_delivery(const void *r, uint8_t *o, size_t c) { return rec_delivery_encode(r, o, c); }
+
+/* ---- opening and committing ------------------------------------------- */
+
+int persist_open(struct broker *b)
+{
+    const struct config *cf = b->conf;
+    b->store = NULL;
+    if (!cf->persistence || cf->durability == DURABILITY_NONE)
+        return 0;
+    pthread_once(&stripes_once, stripes_init);
+    const char *dir = cf->persistence_location ? cf->persistence_location : ".";
+    const char *name = cf->persistence_file ? cf->persistence_file : "petrel.db";
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        log_error("persistence_location %s: cannot create it: %s", dir, strerror(errno));
+        return -1;
+    }
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
+        log_error("persistence_location: path too long");
+        return -1;
+    }
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        log_error("%s is a file, not a Petrel store (a Mosquitto persistence file cannot be "
+                  "read); set persistence_file to another name", path);
+        return -1;
+    }
+    char err[512];
+    b->store = store_open(path, cf->store_cache_size, err, sizeof(err));
+    if (!b->store) {
+        log_error("cannot open the store %s: %s", path, err);
+        return -1;
+    }
+    log_notice("store %s open, durability %s", path,
+               cf->durability == DURABILITY_SYNC ? "sync" : "periodic");
+    return 0;
+}
+
+void persist_commit(struct worker *w, bool force)
+{
+    if (!on(w))
+        return;
+    const struct config *cf = w->broker->conf;
+    if (store_batch_count(w->batch) == 0) {
+        /* While failing nothing is written: probe now and then. */
+        if (!w->store_failed || w->now < w->next_commit)
+            return;
+        uint8_t k[1], v[8];
+        size_t klen = rec_key_meta(k);
+        batch_put(w, k, klen, v, rec_meta_encode(v, sizeof(v)));
+    } else if (cf->durability == DURABILITY_PERIODIC && !force && w->now < w->next_commit) {
+        return;
+    }
+    w->next_commit = w->now + cf->durability_interval;
+    bool sync = w->store_sync || cf->durability == DURABILITY_PERIODIC;
+    w->store_sync = false;
+    char err[512];
+    if (store_commit(w->broker->store, w->batch, sync, err, sizeof(err)) == 0) {
+        if (w->store_failed)
+            log_notice("store writable again");
+        w->store_failed = false;
+        return;
+    }
+    if (!w->store_failed)
+        log_error("%s: refusing QoS 1/2 messages until it succeeds", err);
+    w->store_failed = strstr(err, "No space") ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED;
+    /* What this iteration acknowledged is not stored: those clients must
+     * not see the acknowledgements, and will send again. */
+    worker_drop_output(w);
+}
+
+uint8_t persist_failing(const struct worker *w)
+{
+    return w->store_failed;
+}
+
+void persist_close(struct broker *b)
+{
+    if (!b->store)
+        return;
+    for (int i = 0; i < b->worker_count; i++)
+        if (b->workers[i])
+            persist_commit(b->workers[i], true);
+    store_close(b->store);
+    b->store = NULL;
+}
+
+/* ---- sessions and subscriptions --------------------------------------- */
+
+void persist_session(struct worker *w, struct session *s)
+{
+    if (!on(w))
+        return;
+    if (!atomic_load_explicit(&s->persistent, memory_order_relaxed)) {
+        if (s->stored)
+            persist_session_delete(w, s);
+        return;
+    }
+    struct rec_session r = {
+        .expiry = s->expiry,
+        .version = s->version,
+        .connected = s->conn != NULL,
+    };
+    if (!s->conn && s->expire_at)
+        r.expire_at = wall_of_mono(w, s->expire_at);
+    if (s->will) {
+        r.has_will = true;
+        r.will_delay = s->will_delay;
+        r.will_expiry = s->will_expiry;
+        r.will_at = s->will_at ? wall_of_mono(w, s->will_at) : 0;
+        rec_from_message(&r.will, s->will);
+    }
+    size_t klen = rec_key_session(key_buf, s->client_id, s->client_id_len);
+    put_value(w, key_buf, klen, enc_session, &r);
+    s->stored = true;
+}
+
+static void unref_stored(struct worker *w, struct message *m)
+{
+    pthread_mutex_t *mu = stripe_of(m);
+    pthread_mutex_lock(mu);
+    uint64_t id = 0;
+    if (atomic_fetch_sub_explicit(&m->store_refs, 1, memory_order_relaxed) == 1) {
+        id = atomic_load_explicit(&m->store_id, memory_order_relaxed);
+        atomic_store_explicit(&m->store_id, 0, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(mu);
+    if (id) {
+        uint8_t k[16];
+        store_batch_delete(w->batch, k, rec_key_message(k, id));
+    }
+}
+
+void persist_session_delete(struct worker *w, struct session *s)
+{
+    if (!on(w) || !s->stored)
+        return;
+    size_t klen = rec_key_session(key_buf, s->client_id, s->client_id_len);
+    store_batch_delete(w->batch, key_buf, klen);
+    static const uint8_t kinds[] = {REC_SUB, REC_DELIVERY, REC_QOS2_IN};
+    uint8_t *hi = malloc(RECORD_KEY_MAX);
+    if (hi) {
+        for (size_t i = 0; i < sizeof(kinds); i++) {
+            size_t lolen, hilen;
+            rec_key_client_range(key_buf, &lolen, hi, &hilen, kinds[i], s->client_id,
+                                 s->client_id_len);
+            store_batch_delete_range(w->batch, key_buf, lolen, hi, hilen);
+        }
+        free(hi);
+    }
+    struct delivery_ring *rings[2] = {&s->inflight, &s->queue};
+    for (int r = 0; r < 2; r++) {
+        for (uint32_t i = 0; i < rings[r]->count; i++) {
+            struct delivery *d = ring_at(rings[r], i);
+            if (d->seq) {
+                unref_stored(w, d->msg);
+                d->seq = 0;
+            }
+        }
+    }
+    s->stored = false;
+}
+
+static uint8_t opts_byte(const struct mqtt_sub_opts *o)
+{
+    return (uint8_t)(o->qos | (o->no_local ? 0x04 : 0) | (o->retain_as_published ? 0x08 : 0) |
+                     (o->retain_handling << 4));
+}
+
+void persist_sub(struct worker *w, struct session *s, const uint8_t *filter, size_t len,
+                 const struct mqtt_sub_opts *o, uint32_t sub_id)
+{
+    if (!on(w) || !atomic_load_explicit(&s->persistent, memory_order_relaxed))
+        return;
+    struct rec_sub r = {.options = opts_byte(o), .sub_id = sub_id};
+    size_t klen = rec_key_sub(key_buf, s->client_id, s->client_id_len, (const char *)filter,
+                              len);
+    put_value(w, key_buf, klen, enc_sub, &r);
+}
+
+void persist_unsub(struct worker *w, struct session *s, const uint8_t *filter, size_t len)
+{
+    if (!on(w) || !s->stored)
+        return;
+    size_t klen = rec_key_sub(key_buf, s->client_id, s->client_id_len, (const char *)filter,
+                              len);
+    store_batch_delete(w->batch, key_buf, klen);
+}
+
+/* ---- deliveries --------------------------------------------------------- */
+
+static void put_delivery(struct worker *w, struct session *s, const struct delivery *d,
+                         uint64_t msg_id)
+{
+    struct rec_delivery r = {
+        .msg_id = msg_id,
+        .qos = d->qos,
+        .flags = d->flags,
+        .packet_id = d->packet_id,
+        .sub_id_count = d->sub_id_count,
+    };
+    memcpy(r.sub_ids, d->sub_ids, sizeof(r.sub_ids));
+    size_t klen = rec_key_delivery(key_buf, s->client_id, s->client_id_len, d->seq);
+    put_value(w, key_buf, klen, enc_delivery, &r);
+}
+
+void persist_delivery_new(struct worker *w, struct session *s, struct delivery *d)
+{
+    if (!on(w) || d->qos == 0 || !atomic_load_explicit(&s->persistent, memory_order_relaxed))
+        return;
+    struct message *m = d->msg;
+    struct broker *b = w->broker;
+    pthread_mutex_t *mu = stripe_of(m);
+    pthread_mutex_lock(mu);
+    uint64_t id = atomic_load_explicit(&m->store_id, memory_order_relaxed);
+    bool write = id == 0;
+    if (write) {
+        id = atomic_fetch_add(&b->store_seq, 1) + 1;
+        atomic_store_explicit(&m->store_id, id, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&m->store_refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(mu);
+    if (write) {
+        struct rec_message r;
+        rec_from_message(&r, m);
+        uint8_t k[16];
+        put_value(w, k, rec_key_message(k, id), enc_message, &r);
+    }
+    d->seq = atomic_fetch_add(&b->store_seq, 1) + 1;
+    put_delivery(w, s, d, id);
+}
+
+void persist_delivery_update(struct worker *w, struct session *s, const struct delivery *d)
+{
+    if (!on(w) || !d->seq)
+        return;
+    put_delivery(w, s, d, atomic_load_explicit(&d->msg->store_id, memory_order_relaxed));
+}
+
+void persist_delivery_done(struct worker *w, struct session *s, struct delivery *d)
+{
+    if (!on(w) || !d->seq)
+        return;
+    size_t klen = rec_key_delivery(key_buf, s->client_id, s->client_id_len, d->seq);
+    store_batch_delete(w->batch, key_buf, klen);
+    unref_stored(w, d->msg);
+    d->seq = 0;
+}
+
+void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add)
+{
+    if (!on(w) || !atomic_load_explicit(&s->persistent, memory_order_relaxed))
+        return;
+    size_t klen = rec_key_qos2(key_buf, s->client_id, s->client_id_len, pid);
+    if (add)
+        batch_put(w, key_buf, klen, "", 0);
+    else
+        store_batch_delete(w->batch, key_buf, klen);
+}
+
+void persist_retained(struct worker *w, const struct message *m)
+{
+    if (!on(w) || (m->topic_len >= 4 && memcmp(m->topic, "$SYS", 4) == 0))
+        return;
+    size_t klen = rec_key_retained(key_buf, m->topic, m->topic_len);
+    if (m->payload_len == 0) {
+        store_batch_delete(w->batch, key_buf, klen);
+        return;
+    }
+    struct rec_message r;
+    rec_from_message(&r, m);
+    put_value(w, key_buf, klen, enc_message, &r);
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+struct loaded_msg {
+    uint64_t id;
+    struct message *m;
+};
+
+struct load {
+    struct broker *b;
+    struct store_batch *fix;     /* deletes of what cannot be used */
+    uint64_t now_wall, now_mono;
+    uint64_t max_id;
+    struct loaded_msg *msgs;     /* sorted by id (the store's key order) */
+    size_t msg_count, msg_cap;
+    size_t sessions, subs, deliveries, qos2, retained, dropped;
+};
+
+static void drop_record(struct load *L, const uint8_t *k, size_t klen, const char *why)
+{
+    L->dropped++;
+    log_warning("store: dropping a record (%s)", why);
+    store_batch_delete(L->fix, k, klen);
+}
+
+static struct session *find_session(struct load *L, const char *cid, size_t len)
+{
+    struct broker *b = L->b;
+    int wi = broker_worker_for(b, (const uint8_t *)cid, len);
+    uint32_t hash = hash_bytes(cid, len, b->hash_seed);
+    return session_table_find(&b->workers[wi]->sessions, (const uint8_t *)cid, len, hash);
+}
+
+/* The session a client record belongs to; a record whose session is gone
+ * (it ended while the record was being written) is deleted. */
+static struct session *owner_of(struct load *L, const uint8_t *k, size_t klen,
+                                const struct rec_key *key)
+{
+    struct session *s = find_session(L, key->cid, key->cid_len);
+    if (!s)
+        store_batch_delete(L->fix, k, klen);
+    return s;
+}
+
+static uint64_t mono_of_wall(const struct load *L, uint64_t wall)
+{
+    return wall > L->now_wall ? L->now_mono + (wall - L->now_wall) : L->now_mono;
+}
+
+static int load_session(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_session r;
+    if (!rec_key_decode(k, klen, &key) || key.kind != REC_SESSION ||
+        !rec_session_decode(v, vlen, &r)) {
+        drop_record(L, k, klen, "damaged session");
+        return 0;
+    }
+    struct broker *b = L->b;
+    int wi = broker_worker_for(b, (const uint8_t *)key.cid, key.cid_len);
+    struct worker *w = b->workers[wi];
+    uint32_t hash = hash_bytes(key.cid, key.cid_len, b->hash_seed);
+    struct session *s = session_new(w, (const uint8_t *)key.cid, key.cid_len, hash);
+    if (!s)
+        return -1;
+    s->expiry = r.expiry;
+    s->version = r.version;
+    s->stored = true;
+    atomic_store_explicit(&s->persistent, true, memory_order_relaxed);
+    /* A client connected when the broker stopped lost its connection
+     * then: expiry counts from this start. A session that expired while
+     * the broker was down is due at once: the first tick publishes its
+     * will, if any, and ends it, once every subscription is loaded. */
+    if (r.connected) {
+        if (s->expiry != SESSION_EXPIRY_NEVER)
+            s->expire_at = L->now_mono + (uint64_t)s->expiry * 1000u;
+    } else if (r.expire_at) {
+        s->expire_at = mono_of_wall(L, r.expire_at);
+    }
+    if (r.has_will) {
+        s->will = message_from_rec(&r.will);
+        s->will_delay = r.will_delay;
+        s->will_expiry = r.will_expiry;
+        /* will_at 0 means no will is waiting; 1 ms later than due is
+         * close enough and keeps it non-zero. */
+        if (r.connected)
+            s->will_at = L->now_mono + (uint64_t)r.will_delay * 1000u + 1;
+        else if (r.will_at)
+            s->will_at = mono_of_wall(L, r.will_at) + 1;
+        else if (s->expire_at && s->expire_at <= L->now_mono)
+            s->will_at = L->now_mono + 1; /* delay longer than the session */
+    }
+    L->sessions++;
+    return 0;
+}
+
+static int load_sub(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_sub r;
+    if (!rec_key_decode(k, klen, &key) || !rec_sub_decode(v, vlen, &r)) {
+        drop_record(L, k, klen, "damaged subscription");
+        return 0;
+    }
+    struct session *s = owner_of(L, k, klen, &key);
+    if (!s)
+        return 0;
+    struct mqtt_sub_opts o = {
+        .qos = r.options & 3,
+        .no_local = (r.options & 0x04) != 0,
+        .retain_as_published = (r.options & 0x08) != 0,
+        .retain_handling = (r.options >> 4) & 3,
+    };
+    if (o.qos > 2 || router_subscribe(L->b->router, (const uint8_t *)key.name, key.name_len, s,
+                                      &o, r.sub_id) < 0 ||
+        session_sub_add(s, (const uint8_t *)key.name, key.name_len) < 0) {
+        drop_record(L, k, klen, "subscription not restorable");
+        return 0;
+    }
+    L->subs++;
+    return 0;
+}
+
+static int load_message(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_message r;
+    if (!rec_key_decode(k, klen, &key) || !rec_message_decode(v, vlen, &r)) {
+        drop_record(L, k, klen, "damaged message");
+        return 0;
+    }
+    if (key.num > L->max_id)
+        L->max_id = key.num;
+    struct message *m = message_from_rec(&r);
+    if (!m)
+        return -1;
+    atomic_store_explicit(&m->store_id, key.num, memory_order_relaxed);
+    if (L->msg_count == L->msg_cap) {
+        size_t cap = L->msg_cap ? L->msg_cap * 2 : 1024;
+        struct loaded_msg *a = realloc(L->msgs, cap * sizeof(*a));
+        if (!a) {
+            message_unref(m);
+            return -1;
+        }
+        L->msgs = a;
+        L->msg_cap = cap;
+    }
+    L->msgs[L->msg_count++] = (struct loaded_msg){key.num, m};
+    return 0;
+}
+
+static struct message *loaded(struct load *L, uint64_t id)
+{
+    size_t lo = 0, hi = L->msg_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (L->msgs[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < L->msg_count && L->msgs[lo].id == id ? L->msgs[lo].m : NULL;
+}
+
+static int load_delivery(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_delivery r;
+    if (!rec_key_decode(k, klen, &key) || !rec_delivery_decode(v, vlen, &r) || r.qos == 0) {
+        drop_record(L, k, klen, "damaged delivery");
+        return 0;
+    }
+    if (key.num > L->max_id)
+        L->max_id = key.num;
+    struct session *s = owner_of(L, k, klen, &key);
+    if (!s)
+        return 0;
+    struct message *m = loaded(L, r.msg_id);
+    if (!m) {
+        drop_record(L, k, klen, "delivery of a missing message");
+        return 0;
+    }
+    struct delivery d = {
+        .msg = message_ref(m),
+        .seq = key.num,
+        .packet_id = r.packet_id,
+        .qos = r.qos,
+        .flags = r.flags,
+        .sub_id_count = r.sub_id_count,
+    };
+    memcpy(d.sub_ids, r.sub_ids, sizeof(d.sub_ids));
+    atomic_fetch_add_explicit(&m->store_refs, 1, memory_order_relaxed);
+    if (session_restore_delivery(s, &d) < 0) {
+        atomic_fetch_sub_explicit(&m->store_refs, 1, memory_order_relaxed);
+        message_unref(m);
+        return -1;
+    }
+    L->deliveries++;
+    return 0;
+}
+
+static int load_qos2(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    (void)v;
+    (void)vlen;
+    if (!rec_key_decode(k, klen, &key)) {
+        drop_record(L, k, klen, "damaged QoS 2 state");
+        return 0;
+    }
+    struct session *s = owner_of(L, k, klen, &key);
+    if (!s)
+        return 0;
+    if (session_qos2_add(s, (uint16_t)key.num) < 0)
+        return -1;
+    L->qos2++;
+    return 0;
+}
+
+static int load_retained(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
+                         void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_message r;
+    if (!rec_key_decode(k, klen, &key) || !rec_message_decode(v, vlen, &r) ||
+        r.topic_len != key.name_len || memcmp(r.topic, key.name, key.name_len) != 0) {
+        drop_record(L, k, klen, "damaged retained message");
+        return 0;
+    }
+    if (r.expiry_at && r.expiry_at <= L->now_wall) {
+        store_batch_delete(L->fix, k, klen);
+        return 0;
+    }
+    struct message *m = message_from_rec(&r);
+    if (!m)
+        return -1;
+    retain_set(L->b->retain, m);
+    message_unref(m);
+    L->retained++;
+    return 0;
+}
+
+int persist_load(struct broker *b)
+{
+    if (!b->store)
+        return 0;
+    for (int i = 0; i < b->worker_count; i++) {
+        b->workers[i]->batch = store_batch_new();
+        if (!b->workers[i]->batch) {
+            log_error("store: out of memory");
+            return -1;
+        }
+    }
+    struct load L = {.b = b, .now_wall = clock_wall_ms(), .now_mono = clock_mono_ms()};
+    L.fix = store_batch_new();
+    if (!L.fix)
+        return -1;
+    uint64_t t0 = clock_mono_ms();
+    static const struct {
+        uint8_t kind;
+        store_scan_fn fn;
+    } passes[] = {
+        {REC_SESSION, load_session}, {REC_SUB, load_sub},         {REC_MESSAGE, load_message},
+        {REC_DELIVERY, load_delivery}, {REC_QOS2_IN, load_qos2}, {REC_RETAINED, load_retained},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]) && rc == 0; i++) {
+        uint8_t prefix = passes[i].kind;
+        rc = store_scan(b->store, &prefix, 1, passes[i].fn, &L);
+    }
+    /* Messages no delivery refers to any more. */
+    for (size_t i = 0; i < L.msg_count; i++) {
+        struct message *m = L.msgs[i].m;
+        if (rc == 0 && atomic_load_explicit(&m->store_refs, memory_order_relaxed) == 0) {
+            uint8_t k[16];
+            store_batch_delete(L.fix, k, rec_key_message(k, L.msgs[i].id));
+            atomic_store_explicit(&m->store_id, 0, memory_order_relaxed);
+        }
+        message_unref(m);
+    }
+    free(L.msgs);
+    atomic_store(&b->store_seq, L.max_id);
+    char err[512];
+    if (rc == 0 && store_commit(b->store, L.fix, true, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        rc = -1;
+    }
+    store_batch_free(L.fix);
+    if (rc != 0) {
+        log_error("cannot read the store: it is damaged or unreadable");
+        return -1;
+    }
+    log_notice("store loaded in %llu ms: %zu sessions, %zu subscriptions, %zu queued or in "
+               "flight, %zu QoS 2 in progress, %zu retained%s",
+               (unsigned long long)(clock_mono_ms() - t0), L.sessions, L.subs, L.deliveries,
+               L.qos2, L.retained, L.dropped ? " (damaged records dropped, see above)" : "");
+    return 0;
+}

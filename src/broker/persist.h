@@ -1,0 +1,71 @@
+/* persist.h - what the broker writes to the durable store, when, and how it
+ * is read back at startup (docs/storage.md, docs/architecture.md
+ * "Durability").
+ *
+ * Every state change that must survive is written into the batch of the
+ * worker making it; the batch is committed at the end of the loop
+ * iteration, before the iteration's output is flushed, so with
+ * `durability sync` no acknowledgement leaves before what it acknowledges
+ * is on disk. With persistence off every call here is a no-op.
+ *
+ * Stored: persistent sessions (expiry > 0) with their will, subscriptions,
+ * QoS 1/2 deliveries queued or in flight for them (with packet id and
+ * state), inbound QoS 2 packet ids awaiting PUBREL, and retained messages.
+ */
+#ifndef PETREL_BROKER_PERSIST_H
+#define PETREL_BROKER_PERSIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "mqtt/codec.h"
+
+struct worker;
+struct session;
+struct delivery;
+struct message;
+
+/* Open the store named by the configuration (persistence true). Returns 0
+ * (b->store set, or NULL with persistence off) or -1 with the reason
+ * logged. */
+int persist_open(struct broker *b);
+/* Read the store into the broker: sessions onto their workers, their
+ * subscriptions into the router, queues and in-flight messages, inbound
+ * QoS 2 state, retained messages. Before the workers start. */
+int persist_load(struct broker *b);
+/* At shutdown, after the workers stopped: commit what is left. */
+void persist_close(struct broker *b);
+
+/* Commit the worker's batch: at the end of every loop iteration (sync), or
+ * when durability_interval has passed (periodic), or always with force.
+ * On failure the connections with output waiting are closed without it, so
+ * that no acknowledgement of an unstored message leaves. */
+void persist_commit(struct worker *w, bool force);
+
+/* The session record: at CONNECT, at disconnect, when its will goes. */
+void persist_session(struct worker *w, struct session *s);
+/* Every record of the session (session end, or no longer persistent). */
+void persist_session_delete(struct worker *w, struct session *s);
+void persist_sub(struct worker *w, struct session *s, const uint8_t *filter, size_t len,
+                 const struct mqtt_sub_opts *o, uint32_t sub_id);
+void persist_unsub(struct worker *w, struct session *s, const uint8_t *filter, size_t len);
+
+/* A QoS 1/2 delivery to a persistent session was created (on any worker):
+ * store it (and its message, once). Sets d->seq. */
+void persist_delivery_new(struct worker *w, struct session *s, struct delivery *d);
+/* Its packet id or state changed (sent, PUBREC received). */
+void persist_delivery_update(struct worker *w, struct session *s, const struct delivery *d);
+/* It is done (acknowledged, dropped, expired, moved): forget it. */
+void persist_delivery_done(struct worker *w, struct session *s, struct delivery *d);
+
+void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add);
+/* A retained message was set (or cleared, with an empty payload). */
+void persist_retained(struct worker *w, const struct message *m);
+
+/* Non-zero while the store cannot be written: the reason code to refuse
+ * QoS 1/2 PUBLISH with (0x97 when the disk is full, else 0x80). */
+uint8_t persist_failing(const struct worker *w);
+
+#endif

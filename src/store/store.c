@@ -1,0 +1,241 @@
+/* store.c - the durable store on RocksDB (C API).
+ *
+ * Why RocksDB: the broker's writes are small records inserted and deleted
+ * at high rate (a queued message lives from PUBLISH to PUBACK), which an
+ * LSM tree absorbs as sequential log writes; concurrent synchronous writes
+ * from several workers are grouped by the engine into one fsync (group
+ * commit); and it is a maintained Debian library. Its memory is bounded by
+ * the block cache and write buffers configured here.
+ */
+#include "store/store.h"
+
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/record.h"
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_block_based_table_options_t *table;
+    rocksdb_cache_t *cache;
+    rocksdb_writeoptions_t *wsync, *wasync;
+    rocksdb_readoptions_t *rd;
+};
+
+struct store_batch {
+    rocksdb_writebatch_t *wb;
+};
+
+static void set_err(char *err, size_t errlen, const char *what, char *rerr)
+{
+    snprintf(err, errlen, "%s: %s", what, rerr ? rerr : "unknown error");
+    rocksdb_free(rerr);
+}
+
+/* The format version: written into an empty store, checked otherwise. */
+static int check_format(struct store *st, char *err, size_t errlen)
+{
+    uint8_t key[1];
+    size_t klen = rec_key_meta(key);
+    uint8_t *v = NULL;
+    size_t vlen = 0;
+    int found = store_get(st, key, klen, &v, &vlen);
+    if (found < 0) {
+        snprintf(err, errlen, "cannot read the store's format version");
+        return -1;
+    }
+    if (found) {
+        int ver = rec_meta_decode(v, vlen);
+        free(v);
+        if (ver != STORE_FORMAT_VERSION) {
+            snprintf(err, errlen, "store format version %d, this build reads version %d%s", ver,
+                     STORE_FORMAT_VERSION, ver < 0 ? " (damaged version record)" : "");
+            return -1;
+        }
+        return 0;
+    }
+    uint8_t val[8];
+    size_t vl = rec_meta_encode(val, sizeof(val));
+    char *rerr = NULL;
+    rocksdb_put(st->db, st->wsync, (const char *)key, klen, (const char *)val, vl, &rerr);
+    if (rerr) {
+        set_err(err, errlen, "cannot write to the store", rerr);
+        return -1;
+    }
+    return 0;
+}
+
+struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t errlen)
+{
+    struct store *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (cache_bytes < (4u << 20))
+        cache_bytes = 4u << 20;
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, 1);
+    rocksdb_options_set_paranoid_checks(st->opts, 1);
+    rocksdb_options_set_max_open_files(st->opts, 256);
+    rocksdb_options_set_keep_log_file_num(st->opts, 2);
+    /* Memory: a quarter for write buffers (two of them), the rest cache. */
+    size_t wbuf = cache_bytes / 8;
+    rocksdb_options_set_write_buffer_size(st->opts, wbuf);
+    rocksdb_options_set_max_write_buffer_number(st->opts, 2);
+    rocksdb_options_set_max_background_jobs(st->opts, 2);
+    rocksdb_options_set_compression(st->opts, rocksdb_no_compression);
+    st->cache = rocksdb_cache_create_lru(cache_bytes - 2 * wbuf);
+    st->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(st->table, st->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->table, 1);
+    rocksdb_options_set_block_based_table_factory(st->opts, st->table);
+    st->wsync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wsync, 1);
+    st->wasync = rocksdb_writeoptions_create();
+    st->rd = rocksdb_readoptions_create();
+    char *rerr = NULL;
+    st->db = rocksdb_open(st->opts, dir, &rerr);
+    if (!st->db) {
+        set_err(err, errlen, "cannot open the store", rerr);
+        store_close(st);
+        return NULL;
+    }
+    if (check_format(st, err, errlen) < 0) {
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+void store_close(struct store *st)
+{
+    if (!st)
+        return;
+    if (st->db)
+        rocksdb_close(st->db);
+    if (st->rd)
+        rocksdb_readoptions_destroy(st->rd);
+    if (st->wsync)
+        rocksdb_writeoptions_destroy(st->wsync);
+    if (st->wasync)
+        rocksdb_writeoptions_destroy(st->wasync);
+    if (st->opts)
+        rocksdb_options_destroy(st->opts);
+    if (st->table)
+        rocksdb_block_based_options_destroy(st->table);
+    if (st->cache)
+        rocksdb_cache_destroy(st->cache);
+    free(st);
+}
+
+struct store_batch *store_batch_new(void)
+{
+    struct store_batch *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    b->wb = rocksdb_writebatch_create();
+    return b;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+    if (!b)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+void store_batch_put(struct store_batch *b, const void *k, size_t klen, const void *v,
+                     size_t vlen)
+{
+    rocksdb_writebatch_put(b->wb, k, klen, v, vlen);
+}
+
+void store_batch_delete(struct store_batch *b, const void *k, size_t klen)
+{
+    rocksdb_writebatch_delete(b->wb, k, klen);
+}
+
+void store_batch_delete_range(struct store_batch *b, const void *lo, size_t lolen,
+                              const void *hi, size_t hilen)
+{
+    rocksdb_writebatch_delete_range(b->wb, lo, lolen, hi, hilen);
+}
+
+size_t store_batch_count(const struct store_batch *b)
+{
+    return (size_t)rocksdb_writebatch_count(b->wb);
+}
+
+int store_commit(struct store *st, struct store_batch *b, bool sync, char *err, size_t errlen)
+{
+    if (rocksdb_writebatch_count(b->wb) == 0)
+        return 0;
+    char *rerr = NULL;
+    rocksdb_write(st->db, sync ? st->wsync : st->wasync, b->wb, &rerr);
+    rocksdb_writebatch_clear(b->wb);
+    if (rerr) {
+        set_err(err, errlen, "store write failed", rerr);
+        return -1;
+    }
+    return 0;
+}
+
+int store_scan(struct store *st, const void *prefix, size_t plen, store_scan_fn fn, void *arg)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rd);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (klen < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        rc = fn((const uint8_t *)k, klen, (const uint8_t *)v, vlen, arg);
+        if (rc)
+            break;
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr) {
+        rocksdb_free(rerr);
+        rc = -1;
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+int store_get(struct store *st, const void *k, size_t klen, uint8_t **v, size_t *vlen)
+{
+    char *rerr = NULL;
+    char *val = rocksdb_get(st->db, st->rd, k, klen, vlen, &rerr);
+    if (rerr) {
+        rocksdb_free(rerr);
+        return -1;
+    }
+    if (!val)
+        return 0;
+    *v = malloc(*vlen ? *vlen : 1);
+    if (!*v) {
+        rocksdb_free(val);
+        return -1;
+    }
+    memcpy(*v, val, *vlen);
+    rocksdb_free(val);
+    return 1;
+}
+
+size_t store_memory(struct store *st)
+{
+    size_t n = rocksdb_cache_get_usage(st->cache);
+    char *v = rocksdb_property_value(st->db, "rocksdb.cur-size-all-mem-tables");
+    if (v) {
+        n += strtoull(v, NULL, 10);
+        rocksdb_free(v);
+    }
+    return n;
+}

@@ -1,0 +1,56 @@
+/* store.h - the durable store: an ordered key-value engine behind a small
+ * interface (RocksDB today, store.c). The broker writes records of
+ * record.h in batches, one batch per worker, committed atomically at the
+ * end of a loop iteration (or every durability_interval ms), and reads
+ * everything back once at startup.
+ *
+ * Thread safety: store_commit and store_scan may be called from any
+ * thread; a batch belongs to one thread.
+ */
+#ifndef PETREL_STORE_STORE_H
+#define PETREL_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct store_batch;
+
+/* Open (creating if missing) the store in dir. cache_bytes bounds the
+ * engine's read cache and write buffers. On failure returns NULL with a
+ * reason in err: unwritable directory, corrupt files, a format newer than
+ * this build, or the store being in use by another process. */
+struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t errlen);
+void store_close(struct store *st);
+
+struct store_batch *store_batch_new(void);
+void store_batch_free(struct store_batch *b);
+void store_batch_put(struct store_batch *b, const void *k, size_t klen,
+                     const void *v, size_t vlen);
+void store_batch_delete(struct store_batch *b, const void *k, size_t klen);
+/* Delete every key in [lo, hi). */
+void store_batch_delete_range(struct store_batch *b, const void *lo, size_t lolen,
+                              const void *hi, size_t hilen);
+/* Operations waiting in the batch. */
+size_t store_batch_count(const struct store_batch *b);
+
+/* Apply the batch atomically and empty it. sync: return only once it is on
+ * stable storage (fsync of the write-ahead log; concurrent commits from
+ * other threads share one fsync). Returns 0, or -1 with a reason in err. */
+int store_commit(struct store *st, struct store_batch *b, bool sync, char *err, size_t errlen);
+
+/* Every record whose key starts with prefix, in key order: fn returns 0 to
+ * go on. Returns 0, -1 on a read error, or fn's non-zero result. */
+typedef int (*store_scan_fn)(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
+                             void *arg);
+int store_scan(struct store *st, const void *prefix, size_t plen, store_scan_fn fn, void *arg);
+
+/* Read one key into a malloc'd buffer (*v, *vlen). Returns 1 found, 0 not
+ * found, -1 error. */
+int store_get(struct store *st, const void *k, size_t klen, uint8_t **v, size_t *vlen);
+
+/* Bytes the engine holds in memory now (caches and write buffers). */
+size_t store_memory(struct store *st);
+
+#endif
