@@ -3,7 +3,8 @@
 # Idempotent and non-interactive: does nothing when every package is present.
 set -eu
 pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libssl-dev librocksdb-dev
-      python3-pytest python3-pytest-timeout python3-paho-mqtt mosquitto mosquitto-clients"
+      libjemalloc-dev python3-pytest python3-pytest-timeout python3-paho-mqtt mosquitto
+      mosquitto-clients"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -149,6 +149,11 @@ int persist_open(struct broker *b)
     return 0;
 }
 
+/* A periodic batch is committed early past this many operations: one
+ * commit of a whole second at full rate would hold the worker for longer
+ * than a client should wait. */
+#define PERIODIC_BATCH_MAX 20000
+
 void persist_commit(struct worker *w, bool force)
 {
     if (!on(w))
@@ -161,7 +166,8 @@ void persist_commit(struct worker *w, bool force)
         uint8_t k[1], v[8];
         size_t klen = rec_key_meta(k);
         batch_put(w, k, klen, v, rec_meta_encode(v, sizeof(v)));
-    } else if (cf->durability == DURABILITY_PERIODIC && !force && w->now < w->next_commit) {
+    } else if (cf->durability == DURABILITY_PERIODIC && !force && w->now < w->next_commit &&
+               store_batch_count(w->batch) < PERIODIC_BATCH_MAX) {
         return;
     }
     w->next_commit = w->now + cf->durability_interval;
