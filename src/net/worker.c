@@ -191,13 +191,10 @@ static void unpace(struct worker *w, struct conn *c)
     }
 }
 
-static void conn_destroy(struct worker *w, struct conn *c)
+/* Take a connection off this worker: its epoll set and connection list. */
+static void conn_unlink(struct worker *w, struct conn *c)
 {
-    if (c->paced)
-        unpace(w, c);
-    protocol_conn_closed(w, c);
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -205,6 +202,15 @@ static void conn_destroy(struct worker *w, struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->conn_count--;
+}
+
+static void conn_destroy(struct worker *w, struct conn *c)
+{
+    if (c->paced)
+        unpace(w, c);
+    protocol_conn_closed(w, c);
+    conn_unlink(w, c);
+    close(c->fd);
     atomic_fetch_sub(&w->broker->connections, 1);
     atomic_fetch_sub(&((struct listener *)c->listener)->connections, 1);
     buf_free(&c->in);
@@ -529,14 +535,7 @@ static void conn_adopt(struct worker *w, struct conn *c)
  * The unconsumed input (starting with the CONNECT) travels in c->in. */
 static void conn_move(struct worker *w, struct conn *c, int target)
 {
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    w->conn_count--;
+    conn_unlink(w, c);
     struct worker *t = w->broker->workers[target];
     pthread_mutex_lock(&t->inbox.lock);
     c->next = t->inbox.conns;

@@ -14,7 +14,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import mqttraw
 
-SCALE = 3.0 if os.environ.get("PETREL_SANITIZED") == "1" else 1.0
+SANITIZED = os.environ.get("PETREL_SANITIZED") == "1"
+SCALE = 3.0 if SANITIZED else 1.0
 
 V311 = 4
 V5 = 5

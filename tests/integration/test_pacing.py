@@ -5,7 +5,7 @@ slow subscriber among fast ones paces no one."""
 
 import time
 
-from helpers import T, V5, Paho, raw
+from helpers import SANITIZED, T, V5, Paho, raw
 from test_bench import assert_exact, bench
 
 
@@ -57,8 +57,10 @@ def test_qos0_stalled_subscriber_does_not_block_publisher_or_grow_memory(broker)
         assert time.monotonic() < deadline, "publisher blocked behind a stalled subscriber"
         time.sleep(0.05)
     # queue (1000 x 1 KiB) + output limit (1 MiB) + socket buffers, well
-    # under the 20 MiB published
-    assert rss_kib(broker.pid) - base < 12 * 1024
+    # under the 20 MiB published. (A sanitizer build holds freed memory in
+    # quarantine, so its RSS says nothing about the broker's.)
+    if not SANITIZED:
+        assert rss_kib(broker.pid) - base < 12 * 1024
 
 
 def test_stalled_subscriber_does_not_block_publisher(broker):
