@@ -58,6 +58,8 @@ struct broker {
     uint32_t hash_seed;
     struct store *store;           /* durable store, NULL without persistence */
     atomic_uint_fast64_t store_seq; /* ids of stored messages and deliveries */
+    _Atomic uint8_t store_failed;  /* the last commit failed: the reason code
+                                      for refused QoS 1/2 PUBLISH, else 0 */
 };
 
 extern struct broker *g_broker;

@@ -159,9 +159,10 @@ void persist_commit(struct worker *w, bool force)
     if (!on(w))
         return;
     const struct config *cf = w->broker->conf;
-    if (store_batch_count(w->batch) == 0) {
+    bool probe = store_batch_count(w->batch) == 0;
+    if (probe) {
         /* While failing nothing is written: probe now and then. */
-        if (!w->store_failed || w->now < w->next_commit)
+        if (!atomic_load(&w->broker->store_failed) || w->now < w->next_commit)
             return;
         uint8_t k[1], v[8];
         size_t klen = rec_key_meta(k);
@@ -175,22 +176,23 @@ void persist_commit(struct worker *w, bool force)
     w->store_sync = false;
     char err[512];
     if (store_commit(w->broker->store, w->batch, sync, err, sizeof(err)) == 0) {
-        if (w->store_failed)
+        if (atomic_exchange(&w->broker->store_failed, 0))
             log_notice("store writable again");
-        w->store_failed = false;
         return;
     }
-    if (!w->store_failed)
+    uint8_t rc = strstr(err, "No space") ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED;
+    if (!atomic_exchange(&w->broker->store_failed, rc))
         log_error("%s: refusing QoS 1/2 messages until it succeeds", err);
-    w->store_failed = strstr(err, "No space") ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED;
     /* What this iteration acknowledged is not stored: those clients must
-     * not see the acknowledgements, and will send again. */
-    worker_drop_output(w);
+     * not see the acknowledgements, and will send again. (A failed probe
+     * carried nothing anybody is waiting for.) */
+    if (!probe)
+        worker_drop_output(w);
 }
 
 uint8_t persist_failing(const struct worker *w)
 {
-    return w->store_failed;
+    return atomic_load_explicit(&w->broker->store_failed, memory_order_relaxed);
 }
 
 void persist_close(struct broker *b)

@@ -85,8 +85,6 @@ struct worker {
     struct store_batch *batch;
     uint64_t next_commit;        /* monotonic ms (durability periodic) */
     bool store_sync;             /* the batch holds puts: commit with fsync */
-    uint8_t store_failed;        /* the last commit failed: reason code for
-                                    refused QoS 1/2 PUBLISH, else 0 */
 };
 
 struct worker *worker_new(struct broker *b, int id);

@@ -254,3 +254,4 @@ def test_qos1_under_load_kill9_loses_nothing_acknowledged(make_broker):
     missing = [i for i in acked if i not in seen]
     assert not missing, "acknowledged but lost: %r" % missing[:10]
     print("acknowledged before kill -9: %d, delivered after restart: %d" % (len(acked), len(seen)))
+
