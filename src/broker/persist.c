@@ -21,7 +21,10 @@
 #include "util/hash.h"
 #include "util/log.h"
 
+/* Key buffers: the second holds the end of a client's key range. Thread
+ * local, because any worker may write any session's delivery records. */
 static _Thread_local uint8_t key_buf[RECORD_KEY_MAX];
+static _Thread_local uint8_t key_end_buf[RECORD_KEY_MAX];
 
 /* A message's store_id and store_refs change together under one of these
  * (chosen by the message's address): the last reference deletes the M
@@ -47,7 +50,7 @@ static bool on(const struct worker *w)
     return w->broker->store != NULL && w->batch != NULL;
 }
 
-static uint64_t wall_of_mono(const struct worker *w, uint64_t mono)
+static uint64_t wall_of_mono(uint64_t mono)
 {
     uint64_t now = clock_mono_ms();
     uint64_t wall = clock_wall_ms();
@@ -223,12 +226,12 @@ void persist_session(struct worker *w, struct session *s)
         .connected = s->conn != NULL,
     };
     if (!s->conn && s->expire_at)
-        r.expire_at = wall_of_mono(w, s->expire_at);
+        r.expire_at = wall_of_mono(s->expire_at);
     if (s->will) {
         r.has_will = true;
         r.will_delay = s->will_delay;
         r.will_expiry = s->will_expiry;
-        r.will_at = s->will_at ? wall_of_mono(w, s->will_at) : 0;
+        r.will_at = s->will_at ? wall_of_mono(s->will_at) : 0;
         rec_from_message(&r.will, s->will);
     }
     size_t klen = rec_key_session(key_buf, s->client_id, s->client_id_len);
@@ -259,15 +262,11 @@ void persist_session_delete(struct worker *w, struct session *s)
     size_t klen = rec_key_session(key_buf, s->client_id, s->client_id_len);
     store_batch_delete(w->batch, key_buf, klen);
     static const uint8_t kinds[] = {REC_SUB, REC_DELIVERY, REC_QOS2_IN};
-    uint8_t *hi = malloc(RECORD_KEY_MAX);
-    if (hi) {
-        for (size_t i = 0; i < sizeof(kinds); i++) {
-            size_t lolen, hilen;
-            rec_key_client_range(key_buf, &lolen, hi, &hilen, kinds[i], s->client_id,
-                                 s->client_id_len);
-            store_batch_delete_range(w->batch, key_buf, lolen, hi, hilen);
-        }
-        free(hi);
+    for (size_t i = 0; i < sizeof(kinds); i++) {
+        size_t lolen, hilen;
+        rec_key_client_range(key_buf, &lolen, key_end_buf, &hilen, kinds[i], s->client_id,
+                             s->client_id_len);
+        store_batch_delete_range(w->batch, key_buf, lolen, key_end_buf, hilen);
     }
     struct delivery_ring *rings[2] = {&s->inflight, &s->queue};
     for (int r = 0; r < 2; r++) {

@@ -232,14 +232,3 @@ int store_get(struct store *st, const void *k, size_t klen, uint8_t **v, size_t 
     rocksdb_free(val);
     return 1;
 }
-
-size_t store_memory(struct store *st)
-{
-    size_t n = rocksdb_cache_get_usage(st->cache);
-    char *v = rocksdb_property_value(st->db, "rocksdb.cur-size-all-mem-tables");
-    if (v) {
-        n += strtoull(v, NULL, 10);
-        rocksdb_free(v);
-    }
-    return n;
-}

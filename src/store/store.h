@@ -50,7 +50,4 @@ int store_scan(struct store *st, const void *prefix, size_t plen, store_scan_fn 
  * found, -1 error. */
 int store_get(struct store *st, const void *k, size_t klen, uint8_t **v, size_t *vlen);
 
-/* Bytes the engine holds in memory now (caches and write buffers). */
-size_t store_memory(struct store *st);
-
 #endif
