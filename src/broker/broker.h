@@ -60,6 +60,7 @@ struct broker {
     atomic_uint_fast64_t store_seq; /* ids of stored messages and deliveries */
     _Atomic uint8_t store_failed;  /* the last commit failed: the reason code
                                       for refused QoS 1/2 PUBLISH, else 0 */
+    atomic_bool store_low;         /* free space below store_min_free */
 };
 
 extern struct broker *g_broker;

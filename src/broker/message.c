@@ -35,6 +35,7 @@ struct message *message_new(const uint8_t *topic, size_t topic_len,
     m->origin_hash = origin_hash;
     atomic_init(&m->store_id, 0);
     atomic_init(&m->store_refs, 0);
+    atomic_init(&m->store_written, false);
 
     uint8_t *p = m->data;
     if (topic_len)

@@ -23,11 +23,13 @@ struct message {
     uint64_t expiry_at;   /* wall-clock ms when it expires; 0 = never */
     uint64_t origin;      /* id of the publishing session (No Local); 0 = none */
     uint32_t origin_hash; /* hash of the publisher's client id (sticky shared) */
-    /* Durable store (persist.c): the id of its M record once written, and
-     * how many stored deliveries refer to it; the record goes with the
-     * last of them. */
+    /* Durable store (persist.c): its id once a stored delivery refers to
+     * it, how many do, and whether its own M record was written (the
+     * first delivery carries the message inline; an M record is written
+     * for the second). The record goes with the last delivery. */
     _Atomic uint64_t store_id;
     atomic_uint store_refs;
+    atomic_bool store_written;
     const char *topic;    /* NUL-terminated, points into data[] */
     const uint8_t *payload;
     const uint8_t *props;

@@ -26,10 +26,11 @@
 static _Thread_local uint8_t key_buf[RECORD_KEY_MAX];
 static _Thread_local uint8_t key_end_buf[RECORD_KEY_MAX];
 
-/* A message's store_id and store_refs change together under one of these
- * (chosen by the message's address): the last reference deletes the M
- * record and clears the id, so a later delivery of the same message
- * writes a new record instead of referring to a deleted one. */
+/* A message's store_id, store_refs and store_written change together
+ * under one of these (chosen by the message's address): the last
+ * reference deletes the M record, if one was written, and clears the id,
+ * so a later delivery of the same message starts afresh instead of
+ * referring to a deleted record. */
 #define STRIPES 64
 static pthread_mutex_t stripes[STRIPES];
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
@@ -152,32 +153,79 @@ int persist_open(struct broker *b)
     return 0;
 }
 
-/* A periodic batch is committed early past this many operations: one
- * commit of a whole second at full rate would hold the worker for longer
- * than a client should wait. */
-#define PERIODIC_BATCH_MAX 20000
+/* Free space is checked after every SPACE_CHECK_BYTES a worker commits,
+ * and every SPACE_CHECK_MS in any case (something else may fill the
+ * disk). Below store_min_free, QoS 1/2 messages are refused, so that the
+ * engine never meets a full disk: what is still written (acknowledgements,
+ * sessions, flushes of the write buffers) comes out of that reserve. */
+#define SPACE_CHECK_BYTES (1u << 20)
+#define SPACE_CHECK_MS 1000
+
+static void check_space(struct worker *w)
+{
+    struct broker *b = w->broker;
+    w->store_bytes = 0;
+    w->next_space_check = w->now + SPACE_CHECK_MS;
+    int64_t avail = store_free_bytes(b->store);
+    if (avail < 0)
+        return;
+    uint64_t min = b->conf->store_min_free ? b->conf->store_min_free
+                                           : 2 * b->conf->store_cache_size;
+    uint64_t free_bytes = (uint64_t)avail;
+    if (free_bytes < min) {
+        if (!atomic_exchange(&b->store_low, true))
+            log_error("store: %llu MiB free on its filesystem, below store_min_free (%llu "
+                      "MiB): refusing QoS 1/2 messages until there is more",
+                      (unsigned long long)(free_bytes >> 20), (unsigned long long)(min >> 20));
+    } else if (free_bytes >= min + min / 8 && atomic_load(&b->store_low)) {
+        if (atomic_exchange(&b->store_low, false))
+            log_notice("store: %llu MiB free again, accepting QoS 1/2 messages",
+                       (unsigned long long)(free_bytes >> 20));
+    }
+}
 
 void persist_commit(struct worker *w, bool force)
 {
     if (!on(w))
         return;
+    if (w->store_bytes >= SPACE_CHECK_BYTES || w->now >= w->next_space_check)
+        check_space(w);
     const struct config *cf = w->broker->conf;
+    bool periodic = cf->durability == DURABILITY_PERIODIC;
+    bool due = force || w->now >= w->next_sync;
     bool probe = store_batch_count(w->batch) == 0;
-    if (probe) {
-        /* While failing nothing is written: probe now and then. */
-        if (!atomic_load(&w->broker->store_failed) || w->now < w->next_commit)
-            return;
-        uint8_t k[1], v[8];
-        size_t klen = rec_key_meta(k);
-        batch_put(w, k, klen, v, rec_meta_encode(v, sizeof(v)));
-    } else if (cf->durability == DURABILITY_PERIODIC && !force && w->now < w->next_commit &&
-               store_batch_count(w->batch) < PERIODIC_BATCH_MAX) {
-        return;
-    }
-    w->next_commit = w->now + cf->durability_interval;
-    bool sync = w->store_sync || cf->durability == DURABILITY_PERIODIC;
-    w->store_sync = false;
     char err[512];
+    if (probe) {
+        if (atomic_load(&w->broker->store_failed) && due) {
+            /* While failing nothing is written: probe now and then. */
+            uint8_t k[1], v[8];
+            size_t klen = rec_key_meta(k);
+            batch_put(w, k, klen, v, rec_meta_encode(v, sizeof(v)));
+        } else if (periodic && due && w->store_unsynced) {
+            /* Written in earlier iterations, not yet on stable storage. */
+            w->next_sync = w->now + cf->durability_interval;
+            w->store_unsynced = false;
+            if (store_sync(w->broker->store, err, sizeof(err)) < 0)
+                log_error("%s", err);
+            return;
+        } else {
+            return;
+        }
+    }
+    /* Every iteration's batch is written (so that a delivery handed to
+     * another worker is in the store before that worker can delete it);
+     * what differs is when the write-ahead log is fsynced: sync, before
+     * the iteration's acknowledgements leave when the batch holds a
+     * promise; periodic, every durability_interval. */
+    bool sync = periodic ? due : w->store_sync;
+    w->store_sync = false;
+    if (sync || probe) {
+        w->next_sync = w->now + cf->durability_interval;
+        w->store_unsynced = false;
+    } else {
+        w->store_unsynced = true;
+    }
+    w->store_bytes += store_batch_bytes(w->batch);
     if (store_commit(w->broker->store, w->batch, sync, err, sizeof(err)) == 0) {
         if (atomic_exchange(&w->broker->store_failed, 0))
             log_notice("store writable again");
@@ -195,7 +243,10 @@ void persist_commit(struct worker *w, bool force)
 
 uint8_t persist_failing(const struct worker *w)
 {
-    return atomic_load_explicit(&w->broker->store_failed, memory_order_relaxed);
+    uint8_t rc = atomic_load_explicit(&w->broker->store_failed, memory_order_relaxed);
+    if (!rc && atomic_load_explicit(&w->broker->store_low, memory_order_relaxed))
+        rc = MQTT_RC_QUOTA_EXCEEDED;
+    return rc;
 }
 
 void persist_close(struct broker *b)
@@ -245,7 +296,8 @@ static void unref_stored(struct worker *w, struct message *m)
     pthread_mutex_lock(mu);
     uint64_t id = 0;
     if (atomic_fetch_sub_explicit(&m->store_refs, 1, memory_order_relaxed) == 1) {
-        id = atomic_load_explicit(&m->store_id, memory_order_relaxed);
+        if (atomic_exchange_explicit(&m->store_written, false, memory_order_relaxed))
+            id = atomic_load_explicit(&m->store_id, memory_order_relaxed);
         atomic_store_explicit(&m->store_id, 0, memory_order_relaxed);
     }
     pthread_mutex_unlock(mu);
@@ -309,6 +361,8 @@ void persist_unsub(struct worker *w, struct session *s, const uint8_t *filter, s
 
 /* ---- deliveries --------------------------------------------------------- */
 
+_Static_assert(DELIVERY_INLINE == REC_DELIVERY_INLINE, "stored delivery flags");
+
 static void put_delivery(struct worker *w, struct session *s, const struct delivery *d,
                          uint64_t msg_id)
 {
@@ -320,6 +374,8 @@ static void put_delivery(struct worker *w, struct session *s, const struct deliv
         .sub_id_count = d->sub_id_count,
     };
     memcpy(r.sub_ids, d->sub_ids, sizeof(r.sub_ids));
+    if (d->flags & DELIVERY_INLINE)
+        rec_from_message(&r.message, d->msg);
     size_t klen = rec_key_delivery(key_buf, s->client_id, s->client_id_len, d->seq);
     put_value(w, key_buf, klen, enc_delivery, &r);
 }
@@ -330,13 +386,19 @@ void persist_delivery_new(struct worker *w, struct session *s, struct delivery *
         return;
     struct message *m = d->msg;
     struct broker *b = w->broker;
+    /* The first stored delivery of a message carries it (one record for
+     * the common case of one persistent destination); a second one gets
+     * the message its own M record to refer to. */
     pthread_mutex_t *mu = stripe_of(m);
     pthread_mutex_lock(mu);
     uint64_t id = atomic_load_explicit(&m->store_id, memory_order_relaxed);
-    bool write = id == 0;
-    if (write) {
+    bool first = id == 0, write = false;
+    if (first) {
         id = atomic_fetch_add(&b->store_seq, 1) + 1;
         atomic_store_explicit(&m->store_id, id, memory_order_relaxed);
+    } else if (!atomic_load_explicit(&m->store_written, memory_order_relaxed)) {
+        atomic_store_explicit(&m->store_written, true, memory_order_relaxed);
+        write = true;
     }
     atomic_fetch_add_explicit(&m->store_refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(mu);
@@ -346,6 +408,10 @@ void persist_delivery_new(struct worker *w, struct session *s, struct delivery *
         uint8_t k[16];
         put_value(w, k, rec_key_message(k, id), enc_message, &r);
     }
+    if (first)
+        d->flags |= DELIVERY_INLINE;
+    else
+        d->flags &= (uint8_t)~DELIVERY_INLINE;
     d->seq = atomic_fetch_add(&b->store_seq, 1) + 1;
     put_delivery(w, s, d, id);
 }
@@ -531,6 +597,7 @@ static int load_message(const uint8_t *k, size_t klen, const uint8_t *v, size_t 
     if (!m)
         return -1;
     atomic_store_explicit(&m->store_id, key.num, memory_order_relaxed);
+    atomic_store_explicit(&m->store_written, true, memory_order_relaxed);
     if (L->msg_count == L->msg_cap) {
         size_t cap = L->msg_cap ? L->msg_cap * 2 : 1024;
         struct loaded_msg *a = realloc(L->msgs, cap * sizeof(*a));
@@ -572,13 +639,23 @@ static int load_delivery(const uint8_t *k, size_t klen, const uint8_t *v, size_t
     struct session *s = owner_of(L, k, klen, &key);
     if (!s)
         return 0;
-    struct message *m = loaded(L, r.msg_id);
+    /* A message carried inline may also have an M record (written for a
+     * second delivery): then both refer to that one. */
+    struct message *m = loaded(L, r.msg_id), *own = NULL;
+    if (!m && (r.flags & REC_DELIVERY_INLINE)) {
+        m = own = message_from_rec(&r.message);
+        if (!m)
+            return -1;
+        atomic_store_explicit(&m->store_id, r.msg_id, memory_order_relaxed);
+    }
     if (!m) {
         drop_record(L, k, klen, "delivery of a missing message");
         return 0;
     }
+    if (r.msg_id > L->max_id)
+        L->max_id = r.msg_id;
     struct delivery d = {
-        .msg = message_ref(m),
+        .msg = own ? own : message_ref(m),
         .seq = key.num,
         .packet_id = r.packet_id,
         .qos = r.qos,

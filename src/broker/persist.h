@@ -38,8 +38,9 @@ int persist_load(struct broker *b);
 /* At shutdown, after the workers stopped: commit what is left. */
 void persist_close(struct broker *b);
 
-/* Commit the worker's batch: at the end of every loop iteration (sync), or
- * when durability_interval has passed (periodic), or always with force.
+/* Commit the worker's batch, at the end of every loop iteration: with an
+ * fsync when it holds a promise (sync), or when durability_interval has
+ * passed (periodic) or force is set.
  * On failure the connections with output waiting are closed without it, so
  * that no acknowledgement of an unstored message leaves. */
 void persist_commit(struct worker *w, bool force);
@@ -64,8 +65,9 @@ void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add
 /* A retained message was set (or cleared, with an empty payload). */
 void persist_retained(struct worker *w, const struct message *m);
 
-/* Non-zero while the store cannot be written: the reason code to refuse
- * QoS 1/2 PUBLISH with (0x97 when the disk is full, else 0x80). */
+/* Non-zero while the store cannot be written, or its filesystem has less
+ * than store_min_free left: the reason code to refuse QoS 1/2 PUBLISH
+ * with (0x97 when the disk is full or nearly, else 0x80). */
 uint8_t persist_failing(const struct worker *w);
 
 #endif

@@ -30,6 +30,7 @@ enum delivery_flags {
     DELIVERY_RETAIN = 1 << 0,   /* send with the RETAIN flag */
     DELIVERY_SENT = 1 << 1,     /* sent at least once: resend with DUP */
     DELIVERY_PUBREL = 1 << 2,   /* QoS 2: PUBREC received, PUBREL sent */
+    DELIVERY_INLINE = 1 << 3,   /* its stored record carries the message */
 };
 
 /* One message for one session, queued or in flight. */

@@ -900,6 +900,7 @@ static const struct key_def keys[] = {
     IMPL("durability", k_durability),
     NUM("durability_interval", durability_interval, 1, 3600000),
     NUM("store_cache_size", store_cache_size, 4 << 20, LLONG_MAX),
+    NUM("store_min_free", store_min_free, 0, LLONG_MAX),
     IMPL("shared_subscription_strategy", k_shared_strategy),
 
     /* Mosquitto keys that are accepted and ignored with a warning. */

@@ -109,6 +109,8 @@ struct config {
     enum durability durability;   /* default sync */
     uint32_t durability_interval; /* ms between periodic commits; default 1000 */
     uint64_t store_cache_size;    /* bytes the engine may cache; default 64 MiB */
+    uint64_t store_min_free;      /* free bytes kept on the store's filesystem;
+                                     0 = twice store_cache_size */
 
     /* Where the config came from, for messages. Owned. */
     char *path;

@@ -83,8 +83,11 @@ struct worker {
     uint64_t delayed_seq;
     /* Durable store: this worker's writes since the last commit. */
     struct store_batch *batch;
-    uint64_t next_commit;        /* monotonic ms (durability periodic) */
+    uint64_t next_sync;          /* monotonic ms: periodic fsync, failure probe */
     bool store_sync;             /* the batch holds puts: commit with fsync */
+    bool store_unsynced;         /* committed without fsync since the last one */
+    size_t store_bytes;          /* committed since the last free-space check */
+    uint64_t next_space_check;   /* monotonic ms */
 };
 
 struct worker *worker_new(struct broker *b, int id);

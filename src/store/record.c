@@ -316,6 +316,8 @@ size_t rec_delivery_encode(const struct rec_delivery *d, uint8_t *out, size_t ca
     put8(&w, n);
     for (uint8_t i = 0; i < n; i++)
         put_be(&w, d->sub_ids[i], 4);
+    if (d->flags & REC_DELIVERY_INLINE)
+        put_message(&w, &d->message);
     return w.len;
 }
 
@@ -334,6 +336,8 @@ bool rec_delivery_decode(const uint8_t *v, size_t len, struct rec_delivery *out)
         return false;
     for (uint8_t i = 0; i < out->sub_id_count; i++)
         out->sub_ids[i] = (uint32_t)get_be(&r, 4);
+    if (out->flags & REC_DELIVERY_INLINE)
+        get_message(&r, &out->message);
     return !r.bad && r.off == len;
 }
 

@@ -15,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_FORMAT_VERSION 1
+/* 2: a delivery may carry its message (REC_DELIVERY_INLINE). A store of
+ * an earlier version is read and then marked with this one. */
+#define STORE_FORMAT_VERSION 2
 
 enum record_kind {
     REC_META = 'V',      /* "V": format version */
@@ -64,6 +66,10 @@ struct rec_sub {
 
 #define REC_MAX_SUB_IDS 4
 
+/* Delivery flags as stored: retain 0x01, sent 0x02, PUBREC received 0x04,
+ * and this one: the message follows in the record (format 2). */
+#define REC_DELIVERY_INLINE 0x08
+
 struct rec_delivery {
     uint64_t msg_id;
     uint8_t qos;
@@ -71,6 +77,7 @@ struct rec_delivery {
     uint16_t packet_id;
     uint8_t sub_id_count;
     uint32_t sub_ids[REC_MAX_SUB_IDS];
+    struct rec_message message; /* with REC_DELIVERY_INLINE */
 };
 
 /* ---- keys: each returns the key length written to out (RECORD_KEY_MAX). */

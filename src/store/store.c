@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/statvfs.h>
+
 #include "store/record.h"
 
 struct store {
@@ -23,6 +25,7 @@ struct store {
     rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *wsync, *wasync;
     rocksdb_readoptions_t *rd;
+    char *dir;
 };
 
 struct store_batch {
@@ -35,7 +38,8 @@ static void set_err(char *err, size_t errlen, const char *what, char *rerr)
     rocksdb_free(rerr);
 }
 
-/* The format version: written into an empty store, checked otherwise. */
+/* The format version: written into an empty store, checked otherwise,
+ * and raised to this build's in a store of an earlier version. */
 static int check_format(struct store *st, char *err, size_t errlen)
 {
     uint8_t key[1];
@@ -50,12 +54,15 @@ static int check_format(struct store *st, char *err, size_t errlen)
     if (found) {
         int ver = rec_meta_decode(v, vlen);
         free(v);
-        if (ver != STORE_FORMAT_VERSION) {
-            snprintf(err, errlen, "store format version %d, this build reads version %d%s", ver,
-                     STORE_FORMAT_VERSION, ver < 0 ? " (damaged version record)" : "");
+        if (ver < 1 || ver > STORE_FORMAT_VERSION) {
+            snprintf(err, errlen, "store format version %d, this build reads versions 1 to %d%s",
+                     ver, STORE_FORMAT_VERSION, ver < 0 ? " (damaged version record)" : "");
             return -1;
         }
-        return 0;
+        if (ver == STORE_FORMAT_VERSION)
+            return 0;
+        /* Older records are read as they are; what this build writes
+         * from now on may be newer, so an older build must refuse it. */
     }
     uint8_t val[8];
     size_t vl = rec_meta_encode(val, sizeof(val));
@@ -92,6 +99,14 @@ struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t 
     rocksdb_options_set_max_write_buffer_number(st->opts, 4);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
     rocksdb_options_set_compression(st->opts, rocksdb_no_compression);
+    /* The broker never reads while it runs (only store_scan at startup),
+     * so the write buffer is an unsorted vector, sorted once when it is
+     * flushed: a skip list compared keys on every insert, which took about
+     * 70% of the broker's CPU under durable QoS 1 load
+     * (docs/benchmarks.md). A vector cannot take concurrent inserts;
+     * commits from several workers are still grouped into one write. */
+    rocksdb_options_set_memtable_vector_rep(st->opts);
+    rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 0);
     st->cache = rocksdb_cache_create_lru(cache_bytes - 4 * wbuf);
     st->table = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(st->table, st->cache);
@@ -102,6 +117,7 @@ struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t 
     st->wasync = rocksdb_writeoptions_create();
     st->rd = rocksdb_readoptions_create();
     char *rerr = NULL;
+    st->dir = strdup(dir);
     st->db = rocksdb_open(st->opts, dir, &rerr);
     if (!st->db) {
         set_err(err, errlen, "cannot open the store", rerr);
@@ -133,6 +149,7 @@ void store_close(struct store *st)
         rocksdb_block_based_options_destroy(st->table);
     if (st->cache)
         rocksdb_cache_destroy(st->cache);
+    free(st->dir);
     free(st);
 }
 
@@ -184,6 +201,32 @@ int store_commit(struct store *st, struct store_batch *b, bool sync, char *err, 
     rocksdb_writebatch_clear(b->wb);
     if (rerr) {
         set_err(err, errlen, "store write failed", rerr);
+        return -1;
+    }
+    return 0;
+}
+
+int64_t store_free_bytes(const struct store *st)
+{
+    struct statvfs sv;
+    if (!st->dir || statvfs(st->dir, &sv) < 0)
+        return -1;
+    return (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize);
+}
+
+size_t store_batch_bytes(const struct store_batch *b)
+{
+    size_t n = 0;
+    (void)rocksdb_writebatch_data(b->wb, &n);
+    return n;
+}
+
+int store_sync(struct store *st, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    rocksdb_flush_wal(st->db, 1, &rerr);
+    if (rerr) {
+        set_err(err, errlen, "store sync failed", rerr);
         return -1;
     }
     return 0;

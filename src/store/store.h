@@ -1,8 +1,7 @@
 /* store.h - the durable store: an ordered key-value engine behind a small
  * interface (RocksDB today, store.c). The broker writes records of
  * record.h in batches, one batch per worker, committed atomically at the
- * end of a loop iteration (or every durability_interval ms), and reads
- * everything back once at startup.
+ * end of a loop iteration, and reads everything back once at startup.
  *
  * Thread safety: store_commit and store_scan may be called from any
  * thread; a batch belongs to one thread.
@@ -39,6 +38,15 @@ size_t store_batch_count(const struct store_batch *b);
  * stable storage (fsync of the write-ahead log; concurrent commits from
  * other threads share one fsync). Returns 0, or -1 with a reason in err. */
 int store_commit(struct store *st, struct store_batch *b, bool sync, char *err, size_t errlen);
+
+/* Bytes of the batch's encoded operations (what a commit writes). */
+size_t store_batch_bytes(const struct store_batch *b);
+
+/* Free bytes on the store's filesystem for an unprivileged writer, or -1. */
+int64_t store_free_bytes(const struct store *st);
+
+/* Put everything committed so far on stable storage. */
+int store_sync(struct store *st, char *err, size_t errlen);
 
 /* Every record whose key starts with prefix, in key order: fn returns 0 to
  * go on. Returns 0, -1 on a read error, or fn's non-zero result. */

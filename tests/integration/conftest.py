@@ -59,7 +59,7 @@ class Broker:
     host = "127.0.0.1"
 
     def __init__(self, tmp_path, extra_config="", sys_interval=None, port=None,
-                 name="petrel", verbose=True, listener_line=True, args=None):
+                 name="petrel", verbose=True, listener_line=True, args=None, wrap=None):
         self.dir = tmp_path
         self.port = port or free_port()
         self.extra_config = extra_config
@@ -67,6 +67,9 @@ class Broker:
         self.name = name
         self.verbose = verbose
         self.args = list(args or [])
+        # A command that execs the broker (its argv appended), so that the
+        # process started keeps the broker's pid: e.g. a private mount.
+        self.wrap = list(wrap or [])
         self.proc = None
         self.killed = False
         self.exit_codes = []
@@ -93,7 +96,7 @@ class Broker:
             pytest.fail("broker binary not found: %s (set PETREL_BIN)" % PETREL_BIN)
         self.starts += 1
         self._logf = open(self.log_path, "ab")
-        cmd = [PETREL_BIN, "-c", self.config_path] + (["-v"] if self.verbose else []) + self.args
+        cmd = self.wrap + [PETREL_BIN, "-c", self.config_path] + (["-v"] if self.verbose else []) + self.args
         self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=str(self.dir))
         self.killed = False

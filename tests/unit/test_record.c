@@ -4,6 +4,7 @@
 #include "store/record.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "test.h"
 
@@ -99,6 +100,29 @@ TEST(test_delivery_and_sub_roundtrip)
     CHECK_EQ(rec_meta_decode(buf, rec_meta_encode(buf, sizeof(buf))), STORE_FORMAT_VERSION);
 }
 
+TEST(test_delivery_with_inline_message)
+{
+    /* Format 2: a delivery may carry its message. */
+    struct rec_delivery r = {.msg_id = 9, .qos = 1, .flags = REC_DELIVERY_INLINE | 2,
+                             .packet_id = 3};
+    r.message = (struct rec_message){.qos = 1, .topic = (const uint8_t *)"a/b", .topic_len = 3,
+                                     .payload = (const uint8_t *)"xyz", .payload_len = 3,
+                                     .expiry_at = 5};
+    uint8_t buf[128];
+    size_t n = rec_delivery_encode(&r, buf, sizeof(buf));
+    CHECK(n <= sizeof(buf));
+    struct rec_delivery d;
+    CHECK(rec_delivery_decode(buf, n, &d));
+    CHECK_EQ(d.flags, REC_DELIVERY_INLINE | 2);
+    CHECK_EQ(d.message.topic_len, 3);
+    CHECK(memcmp(d.message.topic, "a/b", 3) == 0);
+    CHECK(memcmp(d.message.payload, "xyz", 3) == 0);
+    CHECK_EQ(d.message.expiry_at, 5);
+    CHECK(!rec_delivery_decode(buf, n - 1, &d)); /* truncated message */
+    r.flags = 2; /* without the flag the same fields make a shorter record */
+    CHECK(rec_delivery_encode(&r, buf, sizeof(buf)) < n);
+}
+
 TEST(test_keys)
 {
     struct rec_key k;
@@ -170,6 +194,7 @@ int main(void)
     RUN(test_message_roundtrip);
     RUN(test_session_roundtrip);
     RUN(test_delivery_and_sub_roundtrip);
+    RUN(test_delivery_with_inline_message);
     RUN(test_keys);
     RUN(test_client_range);
     return test_report();
