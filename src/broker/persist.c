@@ -313,7 +313,7 @@ void persist_session_delete(struct worker *w, struct session *s)
         return;
     size_t klen = rec_key_session(key_buf, s->client_id, s->client_id_len);
     store_batch_delete(w->batch, key_buf, klen);
-    static const uint8_t kinds[] = {REC_SUB, REC_DELIVERY, REC_QOS2_IN};
+    static const uint8_t kinds[] = {REC_SUB, REC_DELIVERY, REC_COLD, REC_QOS2_IN};
     for (size_t i = 0; i < sizeof(kinds); i++) {
         size_t lolen, hilen;
         rec_key_client_range(key_buf, &lolen, key_end_buf, &hilen, kinds[i], s->client_id,
@@ -363,8 +363,8 @@ void persist_unsub(struct worker *w, struct session *s, const uint8_t *filter, s
 
 _Static_assert(DELIVERY_INLINE == REC_DELIVERY_INLINE, "stored delivery flags");
 
-static void put_delivery(struct worker *w, struct session *s, const struct delivery *d,
-                         uint64_t msg_id)
+static void put_delivery(struct worker *w, uint8_t kind, struct session *s,
+                         const struct delivery *d, uint64_t msg_id)
 {
     struct rec_delivery r = {
         .msg_id = msg_id,
@@ -376,7 +376,7 @@ static void put_delivery(struct worker *w, struct session *s, const struct deliv
     memcpy(r.sub_ids, d->sub_ids, sizeof(r.sub_ids));
     if (d->flags & DELIVERY_INLINE)
         rec_from_message(&r.message, d->msg);
-    size_t klen = rec_key_delivery(key_buf, s->client_id, s->client_id_len, d->seq);
+    size_t klen = rec_key_delivery(key_buf, kind, s->client_id, s->client_id_len, d->seq);
     put_value(w, key_buf, klen, enc_delivery, &r);
 }
 
@@ -413,24 +413,112 @@ void persist_delivery_new(struct worker *w, struct session *s, struct delivery *
     else
         d->flags &= (uint8_t)~DELIVERY_INLINE;
     d->seq = atomic_fetch_add(&b->store_seq, 1) + 1;
-    put_delivery(w, s, d, id);
+    put_delivery(w, REC_DELIVERY, s, d, id);
 }
 
 void persist_delivery_update(struct worker *w, struct session *s, const struct delivery *d)
 {
     if (!on(w) || !d->seq)
         return;
-    put_delivery(w, s, d, atomic_load_explicit(&d->msg->store_id, memory_order_relaxed));
+    put_delivery(w, REC_DELIVERY, s, d, atomic_load_explicit(&d->msg->store_id, memory_order_relaxed));
 }
 
 void persist_delivery_done(struct worker *w, struct session *s, struct delivery *d)
 {
     if (!on(w) || !d->seq)
         return;
-    size_t klen = rec_key_delivery(key_buf, s->client_id, s->client_id_len, d->seq);
+    size_t klen = rec_key_delivery(key_buf, REC_DELIVERY, s->client_id, s->client_id_len, d->seq);
     store_batch_delete(w->batch, key_buf, klen);
     unref_stored(w, d->msg);
     d->seq = 0;
+}
+
+void persist_delivery_spill(struct worker *w, struct session *s, struct delivery *d)
+{
+    if (!on(w) || !d->seq)
+        return;
+    size_t klen = rec_key_delivery(key_buf, REC_DELIVERY, s->client_id, s->client_id_len,
+                                   d->seq);
+    store_batch_delete(w->batch, key_buf, klen);
+    /* Self-contained on disk: it carries its message, and refers to no
+     * M record (the message may be gone from memory by the time it is
+     * read back). */
+    struct delivery cold = *d;
+    cold.flags |= DELIVERY_INLINE;
+    put_delivery(w, REC_COLD, s, &cold, 0);
+    unref_stored(w, d->msg);
+    d->seq = 0;
+}
+
+struct refill {
+    struct worker *w;
+    struct session *s;
+    uint32_t max, n;
+};
+
+static int refill_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct refill *R = arg;
+    struct worker *w = R->w;
+    struct session *s = R->s;
+    if (R->n >= R->max)
+        return 1;
+    struct rec_key key;
+    struct rec_delivery r;
+    if (!rec_key_decode(k, klen, &key) || !rec_delivery_decode(v, vlen, &r) || r.qos == 0 ||
+        !(r.flags & REC_DELIVERY_INLINE)) {
+        log_warning("store: dropping a damaged queued message of %s", s->client_id);
+        store_batch_delete(w->batch, k, klen);
+        s->cold_count--;
+        return 0;
+    }
+    struct message *m = message_from_rec(&r.message);
+    if (!m)
+        return -1;
+    /* A message object of its own, with a fresh id: the delivery record
+     * goes back to Q, carrying it. */
+    uint64_t id = atomic_fetch_add(&w->broker->store_seq, 1) + 1;
+    atomic_store_explicit(&m->store_id, id, memory_order_relaxed);
+    atomic_store_explicit(&m->store_refs, 1, memory_order_relaxed);
+    struct delivery d = {
+        .msg = m,
+        .seq = key.num,
+        .qos = r.qos,
+        .flags = r.flags,
+        .sub_id_count = r.sub_id_count,
+    };
+    memcpy(d.sub_ids, r.sub_ids, sizeof(d.sub_ids));
+    store_batch_delete(w->batch, k, klen);
+    put_delivery(w, REC_DELIVERY, s, &d, id);
+    if (session_refill_push(w, s, &d) < 0) {
+        message_unref(m);
+        return -1;
+    }
+    R->n++;
+    return 0;
+}
+
+int persist_refill(struct worker *w, struct session *s, uint32_t max)
+{
+    if (!on(w) || !s->cold_count)
+        return 0;
+    /* What this iteration spilled must be visible to the read. */
+    persist_commit(w, false);
+    /* The prefix of the client's C keys, in the buffer the callback does
+     * not write. */
+    size_t plen, hilen;
+    rec_key_client_range(key_end_buf, &plen, key_buf, &hilen, REC_COLD, s->client_id,
+                         s->client_id_len);
+    struct refill R = {.w = w, .s = s, .max = max};
+    int rc = store_scan(w->broker->store, key_end_buf, plen, refill_one, &R);
+    if (rc < 0)
+        log_error("store: cannot read the queued messages of %s back", s->client_id);
+    if (R.n == 0 && rc >= 0 && s->cold_count) {
+        log_warning("store: %llu queued messages of %s not found on disk",
+                    (unsigned long long)s->cold_count, s->client_id);
+        s->cold_count = 0;
+    }
+    return rc < 0 ? -1 : (int)R.n;
 }
 
 void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add)
@@ -442,6 +530,26 @@ void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add
         batch_put(w, key_buf, klen, "", 0);
     else
         store_batch_delete(w->batch, key_buf, klen);
+}
+
+void persist_delayed(struct worker *w, struct delayed_msg *item)
+{
+    if (!on(w))
+        return;
+    item->store_due = wall_of_mono(item->due);
+    item->store_id = atomic_fetch_add(&w->broker->store_seq, 1) + 1;
+    struct rec_message r;
+    rec_from_message(&r, item->msg);
+    uint8_t k[32];
+    put_value(w, k, rec_key_delayed(k, item->store_due, item->store_id), enc_message, &r);
+}
+
+void persist_delayed_done(struct worker *w, const struct delayed_msg *item)
+{
+    if (!on(w) || !item->store_id)
+        return;
+    uint8_t k[32];
+    store_batch_delete(w->batch, k, rec_key_delayed(k, item->store_due, item->store_id));
 }
 
 void persist_retained(struct worker *w, const struct message *m)
@@ -472,7 +580,7 @@ struct load {
     uint64_t max_id;
     struct loaded_msg *msgs;     /* sorted by id (the store's key order) */
     size_t msg_count, msg_cap;
-    size_t sessions, subs, deliveries, qos2, retained, dropped;
+    size_t sessions, subs, deliveries, cold, qos2, retained, delayed, dropped;
 };
 
 static void drop_record(struct load *L, const uint8_t *k, size_t klen, const char *why)
@@ -582,17 +690,29 @@ static int load_sub(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen
     return 0;
 }
 
+/* Decode a record whose value is a message (M, D) and keep the id counter
+ * above its id; false when it is damaged (then dropped). */
+static bool decode_message_record(struct load *L, const uint8_t *k, size_t klen,
+                                  const uint8_t *v, size_t vlen, struct rec_key *key,
+                                  struct rec_message *r, const char *what)
+{
+    if (!rec_key_decode(k, klen, key) || !rec_message_decode(v, vlen, r)) {
+        drop_record(L, k, klen, what);
+        return false;
+    }
+    uint64_t id = key->kind == REC_DELAYED ? key->num2 : key->num;
+    if (id > L->max_id)
+        L->max_id = id;
+    return true;
+}
+
 static int load_message(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
 {
     struct load *L = arg;
     struct rec_key key;
     struct rec_message r;
-    if (!rec_key_decode(k, klen, &key) || !rec_message_decode(v, vlen, &r)) {
-        drop_record(L, k, klen, "damaged message");
+    if (!decode_message_record(L, k, klen, v, vlen, &key, &r, "damaged message"))
         return 0;
-    }
-    if (key.num > L->max_id)
-        L->max_id = key.num;
     struct message *m = message_from_rec(&r);
     if (!m)
         return -1;
@@ -625,18 +745,29 @@ static struct message *loaded(struct load *L, uint64_t id)
     return lo < L->msg_count && L->msgs[lo].id == id ? L->msgs[lo].m : NULL;
 }
 
+/* Decode a delivery record (Q, C) and find its session: NULL when it is
+ * damaged or its session is gone (then dropped). A C record must carry
+ * its message. */
+static struct session *decode_delivery_record(struct load *L, const uint8_t *k, size_t klen,
+                                              const uint8_t *v, size_t vlen,
+                                              struct rec_key *key, struct rec_delivery *r)
+{
+    if (!rec_key_decode(k, klen, key) || !rec_delivery_decode(v, vlen, r) || r->qos == 0 ||
+        (key->kind == REC_COLD && !(r->flags & REC_DELIVERY_INLINE))) {
+        drop_record(L, k, klen, "damaged delivery");
+        return NULL;
+    }
+    if (key->num > L->max_id)
+        L->max_id = key->num;
+    return owner_of(L, k, klen, key);
+}
+
 static int load_delivery(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
 {
     struct load *L = arg;
     struct rec_key key;
     struct rec_delivery r;
-    if (!rec_key_decode(k, klen, &key) || !rec_delivery_decode(v, vlen, &r) || r.qos == 0) {
-        drop_record(L, k, klen, "damaged delivery");
-        return 0;
-    }
-    if (key.num > L->max_id)
-        L->max_id = key.num;
-    struct session *s = owner_of(L, k, klen, &key);
+    struct session *s = decode_delivery_record(L, k, klen, v, vlen, &key, &r);
     if (!s)
         return 0;
     /* A message carried inline may also have an M record (written for a
@@ -673,6 +804,26 @@ static int load_delivery(const uint8_t *k, size_t klen, const uint8_t *v, size_t
     return 0;
 }
 
+/* Queued deliveries kept on disk only are counted, not read: they come
+ * back when their session is sending (persist_refill). */
+static int load_cold(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_delivery r;
+    struct session *s = decode_delivery_record(L, k, klen, v, vlen, &key, &r);
+    if (!s)
+        return 0;
+    s->cold_count++;
+    s->queued_bytes += r.message.payload_len;
+    atomic_store_explicit(&s->queued_count,
+                          (uint32_t)(s->queue.count + s->cold_count > UINT32_MAX
+                                         ? UINT32_MAX : s->queue.count + s->cold_count),
+                          memory_order_relaxed);
+    L->cold++;
+    return 0;
+}
+
 static int load_qos2(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
 {
     struct load *L = arg;
@@ -689,6 +840,30 @@ static int load_qos2(const uint8_t *k, size_t klen, const uint8_t *v, size_t vle
     if (session_qos2_add(s, (uint16_t)key.num) < 0)
         return -1;
     L->qos2++;
+    return 0;
+}
+
+static int load_delayed(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
+                        void *arg)
+{
+    struct load *L = arg;
+    struct rec_key key;
+    struct rec_message r;
+    if (!decode_message_record(L, k, klen, v, vlen, &key, &r, "damaged delayed publish"))
+        return 0;
+    struct message *m = message_from_rec(&r);
+    if (!m)
+        return -1;
+    /* Due while the broker was down: published as soon as it runs. */
+    struct delayed_msg item = {
+        .due = mono_of_wall(L, key.num),
+        .msg = m,
+        .store_due = key.num,
+        .store_id = key.num2,
+    };
+    struct broker *b = L->b;
+    worker_delay_restore(b->workers[key.num2 % (uint64_t)b->worker_count], &item);
+    L->delayed++;
     return 0;
 }
 
@@ -737,7 +912,8 @@ int persist_load(struct broker *b)
         store_scan_fn fn;
     } passes[] = {
         {REC_SESSION, load_session}, {REC_SUB, load_sub},         {REC_MESSAGE, load_message},
-        {REC_DELIVERY, load_delivery}, {REC_QOS2_IN, load_qos2}, {REC_RETAINED, load_retained},
+        {REC_DELIVERY, load_delivery}, {REC_COLD, load_cold},       {REC_QOS2_IN, load_qos2},
+        {REC_RETAINED, load_retained}, {REC_DELAYED, load_delayed},
     };
     int rc = 0;
     for (size_t i = 0; i < sizeof(passes) / sizeof(passes[0]) && rc == 0; i++) {
@@ -767,8 +943,10 @@ int persist_load(struct broker *b)
         return -1;
     }
     log_notice("store loaded in %llu ms: %zu sessions, %zu subscriptions, %zu queued or in "
-               "flight, %zu QoS 2 in progress, %zu retained%s",
+               "flight (and %zu queued on disk only), %zu QoS 2 in progress, %zu retained, "
+               "%zu delayed%s",
                (unsigned long long)(clock_mono_ms() - t0), L.sessions, L.subs, L.deliveries,
-               L.qos2, L.retained, L.dropped ? " (damaged records dropped, see above)" : "");
+               L.cold, L.qos2, L.retained, L.delayed,
+               L.dropped ? " (damaged records dropped, see above)" : "");
     return 0;
 }

@@ -61,6 +61,19 @@ void persist_delivery_update(struct worker *w, struct session *s, const struct d
 /* It is done (acknowledged, dropped, expired, moved): forget it. */
 void persist_delivery_done(struct worker *w, struct session *s, struct delivery *d);
 
+/* Queues larger than memory (session.c): a queued delivery stays on disk
+ * only. Its record becomes a C record carrying the message; the caller
+ * then drops its message reference. */
+void persist_delivery_spill(struct worker *w, struct session *s, struct delivery *d);
+/* Read up to max of the session's deliveries kept on disk back into its
+ * queue, oldest first (session_refill_push). Returns how many, or -1. */
+int persist_refill(struct worker *w, struct session *s, uint32_t max);
+
+/* A $delayed publish is held (sets item's store key) or has gone out. */
+struct delayed_msg;
+void persist_delayed(struct worker *w, struct delayed_msg *item);
+void persist_delayed_done(struct worker *w, const struct delayed_msg *item);
+
 void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add);
 /* A retained message was set (or cleared, with an empty payload). */
 void persist_retained(struct worker *w, const struct message *m);

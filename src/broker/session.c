@@ -83,10 +83,48 @@ static void ring_clear(struct delivery_ring *r)
 }
 
 /* Keep the atomic mirror of the queue depth in step (read by other
- * workers for publisher pacing). */
+ * workers for publisher pacing); what waits on disk counts too. */
 static void queue_mirror(struct session *s)
 {
-    atomic_store_explicit(&s->queued_count, s->queue.count, memory_order_relaxed);
+    uint64_t n = s->queue.count + s->cold_count;
+    atomic_store_explicit(&s->queued_count, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n,
+                          memory_order_relaxed);
+}
+
+/* ---- queues larger than memory ---------------------------------------
+ * Stored deliveries queued in memory are counted per worker against its
+ * share of store_queue_memory. Past it, a session's new deliveries stay on
+ * disk only (persist_delivery_spill), offline sessions at once and online
+ * ones past a short head; once a session has any on disk, every new one
+ * goes there too, so the queue in memory is always older than what is on
+ * disk. They come back (persist_refill) when the session is sending and
+ * its queue in memory runs low. */
+#define SPILL_HEAD 64      /* an online session keeps this many in memory */
+#define REFILL_LOW 256     /* refill below this many in memory */
+#define REFILL_MAX 4096    /* deliveries read back at a time */
+
+uint64_t session_delivery_mem(const struct delivery *d)
+{
+    const struct message *m = d->msg;
+    return sizeof(*m) + m->topic_len + 1 + m->payload_len + m->props_len + sizeof(*d);
+}
+
+static void mem_add(struct worker *w, struct session *s, const struct delivery *d)
+{
+    if (d->seq) {
+        uint64_t n = session_delivery_mem(d);
+        s->queue_mem += n;
+        w->queue_mem += n;
+    }
+}
+
+static void mem_sub(struct worker *w, struct session *s, const struct delivery *d)
+{
+    if (d->seq) {
+        uint64_t n = session_delivery_mem(d);
+        s->queue_mem -= n;
+        w->queue_mem -= n;
+    }
 }
 
 /* ---- table ---------------------------------------------------------- */
@@ -454,6 +492,17 @@ static bool online(const struct session *s)
     return s->conn && s->conn->state == CONN_ACTIVE;
 }
 
+static bool should_spill(struct worker *w, struct session *s)
+{
+    if (s->cold_count)
+        return true;
+    uint64_t budget = w->broker->conf->store_queue_memory;
+    if (!budget)
+        return false;
+    budget /= (uint64_t)w->broker->worker_count;
+    return w->queue_mem >= budget && (!online(s) || s->queue.count >= SPILL_HEAD);
+}
+
 void session_deliver(struct worker *w, struct session *s, struct delivery *d)
 {
     const struct config *cf = w->broker->conf;
@@ -465,14 +514,15 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
     if (online(s)) {
         /* QoS 0 waits in the queue only behind other messages or a full
          * output buffer; the queue limits below then apply to it too. */
-        if (d->qos == 0 && s->queue.count == 0 && buf_used(&s->conn->out) <= CONN_OUT_LIMIT) {
+        if (d->qos == 0 && s->queue.count == 0 && s->cold_count == 0 &&
+            buf_used(&s->conn->out) <= CONN_OUT_LIMIT) {
             send_now(w, s, d);
             if (buf_used(&s->conn->out) > SESSION_OUT_PACE &&
                 !atomic_load_explicit(&s->out_full, memory_order_relaxed))
                 atomic_store_explicit(&s->out_full, true, memory_order_relaxed);
             return;
         }
-        if (d->qos && s->queue.count == 0 && !window_full(s)) {
+        if (d->qos && s->queue.count == 0 && s->cold_count == 0 && !window_full(s)) {
             send_now(w, s, d);
             return;
         }
@@ -480,17 +530,36 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
         message_unref(d->msg); /* QoS 0 is not kept for offline clients */
         return;
     }
-    if ((cf->max_queued_messages && s->queue.count >= cf->max_queued_messages) ||
+    if ((cf->max_queued_messages && s->queue.count + s->cold_count >= cf->max_queued_messages) ||
         (cf->max_queued_bytes && s->queued_bytes + d->msg->payload_len > cf->max_queued_bytes)) {
         drop(w, s, d);
         return;
     }
+    s->queued_bytes += d->msg->payload_len;
+    if (d->seq && should_spill(w, s)) {
+        persist_delivery_spill(w, s, d);
+        message_unref(d->msg);
+        s->cold_count++;
+        queue_mirror(s);
+        return;
+    }
     if (ring_push(&s->queue, d) < 0) {
+        s->queued_bytes -= d->msg->payload_len;
         drop(w, s, d);
         return;
     }
-    s->queued_bytes += d->msg->payload_len;
+    mem_add(w, s, d);
     queue_mirror(s);
+}
+
+int session_refill_push(struct worker *w, struct session *s, struct delivery *d)
+{
+    if (ring_push(&s->queue, d) < 0)
+        return -1;
+    s->cold_count--;
+    mem_add(w, s, d);
+    queue_mirror(s);
+    return 0;
 }
 
 void session_pump(struct worker *w, struct session *s)
@@ -498,25 +567,33 @@ void session_pump(struct worker *w, struct session *s)
     if (!online(s))
         return;
     uint64_t now = 0;
-    while (s->queue.count) {
-        struct delivery *head = ring_at(&s->queue, 0);
-        if (head->qos && window_full(s))
-            break;
-        if (buf_used(&s->conn->out) > CONN_OUT_LIMIT && head->qos == 0)
-            break;
-        struct delivery d;
-        ring_pop_front(&s->queue, &d);
-        queue_mirror(s);
-        s->queued_bytes -= d.msg->payload_len;
-        if (d.msg->expiry_at) {
-            if (!now)
-                now = clock_wall_ms();
-            if (message_expired(d.msg, now)) {
-                drop(w, s, &d);
-                continue;
+    for (;;) {
+        while (s->queue.count) {
+            struct delivery *head = ring_at(&s->queue, 0);
+            if (head->qos && window_full(s))
+                break;
+            if (buf_used(&s->conn->out) > CONN_OUT_LIMIT && head->qos == 0)
+                break;
+            struct delivery d;
+            ring_pop_front(&s->queue, &d);
+            queue_mirror(s);
+            s->queued_bytes -= d.msg->payload_len;
+            mem_sub(w, s, &d);
+            if (d.msg->expiry_at) {
+                if (!now)
+                    now = clock_wall_ms();
+                if (message_expired(d.msg, now)) {
+                    drop(w, s, &d);
+                    continue;
+                }
             }
+            send_now(w, s, &d);
         }
-        send_now(w, s, &d);
+        /* What waits on disk comes back as the queue in memory runs low. */
+        if (!s->cold_count || s->queue.count >= REFILL_LOW || !online(s) || window_full(s))
+            return;
+        if (persist_refill(w, s, REFILL_MAX) <= 0)
+            return;
     }
 }
 
@@ -571,6 +648,7 @@ int session_restore_delivery(struct session *s, struct delivery *d)
             s->next_packet_id = d->packet_id;
     } else {
         s->queued_bytes += d->msg->payload_len;
+        mem_add(s->worker, s, d);
         queue_mirror(s);
     }
     return 0;
@@ -735,9 +813,15 @@ void session_requeue_shared(struct worker *w, struct session *s)
         for (uint32_t i = 0; i < rings[r]->count;) {
             struct delivery *d = ring_at(rings[r], i);
             /* A QoS 2 message past PUBREC was received: it stays. */
+            /* Sizes first: the message may be gone once redirected. */
+            uint32_t bytes = d->msg->payload_len;
+            uint64_t mem = d->seq ? session_delivery_mem(d) : 0;
             if (d->group && !(d->flags & DELIVERY_PUBREL) && redirect_shared(w, s, d)) {
-                if (r == 1)
-                    s->queued_bytes -= d->msg->payload_len;
+                if (r == 1) {
+                    s->queued_bytes -= bytes;
+                    s->queue_mem -= mem;
+                    w->queue_mem -= mem;
+                }
                 ring_remove(rings[r], i); /* the reference moved */
                 queue_mirror(s);
                 continue;
@@ -788,6 +872,9 @@ void session_end(struct worker *w, struct session *s)
     ring_clear(&s->inflight);
     ring_clear(&s->queue);
     s->queued_bytes = 0;
+    w->queue_mem -= s->queue_mem;
+    s->queue_mem = 0;
+    s->cold_count = 0;
     queue_mirror(s);
     atomic_store_explicit(&s->inflight_count, 0, memory_order_relaxed);
     table_remove(&w->sessions, s);

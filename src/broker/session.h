@@ -90,7 +90,10 @@ struct session {
     uint64_t expire_at;         /* monotonic ms; 0 = not counting down */
     struct delivery_ring inflight;
     struct delivery_ring queue;
-    uint64_t queued_bytes;
+    uint64_t queued_bytes;      /* payload bytes queued, in memory and on disk */
+    uint64_t queue_mem;         /* memory of the stored deliveries in queue */
+    uint64_t cold_count;        /* queued deliveries on disk only (C records),
+                                   all younger than those in queue */
     uint16_t next_packet_id;
     /* Inbound QoS 2: packet ids whose PUBLISH was accepted, awaiting PUBREL. */
     uint16_t *qos2_in;
@@ -148,6 +151,11 @@ void session_resume(struct worker *w, struct session *s);
 /* Put a delivery read from the store back (startup): in flight if it was
  * sent, queued otherwise. Takes over d's message reference. */
 int session_restore_delivery(struct session *s, struct delivery *d);
+/* A delivery kept on disk only comes back into memory, at the end of the
+ * queue (persist_refill). Takes over d's message reference. */
+int session_refill_push(struct worker *w, struct session *s, struct delivery *d);
+/* Bytes a queued delivery is counted for against store_queue_memory. */
+uint64_t session_delivery_mem(const struct delivery *d);
 
 /* Acknowledgements from the client. Return false if no such packet id is
  * in the right state. */

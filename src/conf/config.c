@@ -901,6 +901,7 @@ static const struct key_def keys[] = {
     NUM("durability_interval", durability_interval, 1, 3600000),
     NUM("store_cache_size", store_cache_size, 4 << 20, LLONG_MAX),
     NUM("store_min_free", store_min_free, 0, LLONG_MAX),
+    NUM("store_queue_memory", store_queue_memory, 0, LLONG_MAX),
     IMPL("shared_subscription_strategy", k_shared_strategy),
 
     /* Mosquitto keys that are accepted and ignored with a warning. */
@@ -1192,6 +1193,7 @@ void config_init(struct config *c)
     c->durability = DURABILITY_SYNC;
     c->durability_interval = 1000;
     c->store_cache_size = 64u << 20;
+    c->store_queue_memory = 64u << 20;
     c->sys_interval = 10;
     c->set_tcp_nodelay = false;
     c->connection_messages = true;

@@ -111,6 +111,9 @@ struct config {
     uint64_t store_cache_size;    /* bytes the engine may cache; default 64 MiB */
     uint64_t store_min_free;      /* free bytes kept on the store's filesystem;
                                      0 = twice store_cache_size */
+    uint64_t store_queue_memory;  /* queued messages of persistent sessions kept
+                                     in memory, bytes; beyond, on disk only;
+                                     0 = no limit. Default 64 MiB */
 
     /* Where the config came from, for messages. Owned. */
     char *path;

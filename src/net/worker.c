@@ -462,31 +462,47 @@ static bool delayed_before(const struct delayed_msg *a, const struct delayed_msg
     return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
-void worker_delay(struct worker *w, struct message *m, uint64_t due)
+static int delayed_push(struct worker *w, struct delayed_msg *item)
 {
     if (w->delayed_count == w->delayed_cap) {
         size_t cap = w->delayed_cap ? w->delayed_cap * 2 : 16;
         struct delayed_msg *a = realloc(w->delayed, cap * sizeof(*a));
-        if (!a) {
-            message_unref(m);
-            return;
-        }
+        if (!a)
+            return -1;
         w->delayed = a;
         w->delayed_cap = cap;
     }
-    struct delayed_msg item = {.due = due, .seq = w->delayed_seq++, .msg = m};
+    item->seq = w->delayed_seq++;
     size_t i = w->delayed_count++;
-    while (i > 0 && delayed_before(&item, &w->delayed[(i - 1) / 2])) {
+    while (i > 0 && delayed_before(item, &w->delayed[(i - 1) / 2])) {
         w->delayed[i] = w->delayed[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    w->delayed[i] = item;
+    w->delayed[i] = *item;
+    return 0;
+}
+
+void worker_delay(struct worker *w, struct message *m, uint64_t due)
+{
+    struct delayed_msg item = {.due = due, .msg = m};
+    persist_delayed(w, &item); /* sets its store key */
+    if (delayed_push(w, &item) < 0) {
+        persist_delayed_done(w, &item);
+        message_unref(m);
+    }
+}
+
+void worker_delay_restore(struct worker *w, struct delayed_msg *item)
+{
+    if (delayed_push(w, item) < 0)
+        message_unref(item->msg);
 }
 
 static void run_delayed(struct worker *w)
 {
     while (w->delayed_count && w->delayed[0].due <= w->now) {
-        struct message *m = w->delayed[0].msg;
+        struct delayed_msg due = w->delayed[0];
+        struct message *m = due.msg;
         struct delayed_msg last = w->delayed[--w->delayed_count];
         size_t i = 0;
         for (;;) {
@@ -502,6 +518,8 @@ static void run_delayed(struct worker *w)
         }
         if (w->delayed_count)
             w->delayed[i] = last;
+        /* Forgotten in the batch that stores what routing it causes. */
+        persist_delayed_done(w, &due);
         if (m->retain && w->broker->conf->retain_available) {
             retain_set(w->broker->retain, m);
             persist_retained(w, m);

@@ -47,6 +47,8 @@ struct delayed_msg {
     uint64_t due;                /* monotonic ms */
     uint64_t seq;                /* order of arrival, for equal due times */
     struct message *msg;
+    uint64_t store_due;          /* its D record's key (wall-clock ms, id); */
+    uint64_t store_id;           /* store_id 0 = not stored */
 };
 
 struct store_batch;
@@ -87,6 +89,7 @@ struct worker {
     bool store_sync;             /* the batch holds puts: commit with fsync */
     bool store_unsynced;         /* committed without fsync since the last one */
     size_t store_bytes;          /* committed since the last free-space check */
+    uint64_t queue_mem;          /* bytes of stored deliveries queued in memory */
     uint64_t next_space_check;   /* monotonic ms */
 };
 
@@ -129,7 +132,11 @@ void conn_commit(struct conn *c, size_t n);
 /* Close after flushing queued output. will: publish the will (abnormal). */
 void conn_close(struct conn *c, bool will);
 
-/* Hold a $delayed publish until due. Takes over m's reference. */
+/* Hold a $delayed publish until due (monotonic ms), storing it with
+ * persistence on. Takes over m's reference. */
 void worker_delay(struct worker *w, struct message *m, uint64_t due);
+/* The same for one read back from the store (startup): item's store key
+ * is set, due is monotonic. Takes over item->msg's reference. */
+void worker_delay_restore(struct worker *w, struct delayed_msg *item);
 
 #endif

@@ -98,10 +98,11 @@ size_t rec_key_message(uint8_t *out, uint64_t id)
     return w.len;
 }
 
-size_t rec_key_delivery(uint8_t *out, const char *cid, size_t cid_len, uint64_t seq)
+size_t rec_key_delivery(uint8_t *out, uint8_t kind, const char *cid, size_t cid_len,
+                        uint64_t seq)
 {
     struct wr w = {out, RECORD_KEY_MAX, 0};
-    put_cid(&w, REC_DELIVERY, cid, cid_len);
+    put_cid(&w, kind, cid, cid_len);
     put_be(&w, seq, 8);
     return w.len;
 }
@@ -160,6 +161,7 @@ bool rec_key_decode(const uint8_t *k, size_t len, struct rec_key *out)
     case REC_SESSION:
     case REC_SUB:
     case REC_DELIVERY:
+    case REC_COLD:
     case REC_QOS2_IN:
         out->cid_len = (uint16_t)get_be(&r, 2);
         out->cid = (const char *)take(&r, out->cid_len);
@@ -170,7 +172,7 @@ bool rec_key_decode(const uint8_t *k, size_t len, struct rec_key *out)
             out->name_len = len - r.off;
             return out->name_len > 0;
         }
-        if (out->kind == REC_DELIVERY)
+        if (out->kind == REC_DELIVERY || out->kind == REC_COLD)
             out->num = get_be(&r, 8);
         else if (out->kind == REC_QOS2_IN)
             out->num = get_be(&r, 2);

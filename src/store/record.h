@@ -15,8 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 2: a delivery may carry its message (REC_DELIVERY_INLINE). A store of
- * an earlier version is read and then marked with this one. */
+/* 2: a delivery may carry its message (REC_DELIVERY_INLINE); queued
+ * deliveries kept on disk only (REC_COLD). A store of an earlier version
+ * is read and then marked with this one. */
 #define STORE_FORMAT_VERSION 2
 
 enum record_kind {
@@ -25,6 +26,7 @@ enum record_kind {
     REC_SUB = 'U',       /* U cid filter: subscription */
     REC_MESSAGE = 'M',   /* M id: a message that deliveries refer to */
     REC_DELIVERY = 'Q',  /* Q cid seq: queued or in-flight delivery */
+    REC_COLD = 'C',      /* C cid seq: queued delivery kept on disk only */
     REC_QOS2_IN = 'X',   /* X cid packet-id: inbound QoS 2 awaiting PUBREL */
     REC_RETAINED = 'R',  /* R topic: retained message */
     REC_DELAYED = 'D',   /* D due seq: delayed publish */
@@ -86,7 +88,9 @@ size_t rec_key_session(uint8_t *out, const char *cid, size_t cid_len);
 size_t rec_key_sub(uint8_t *out, const char *cid, size_t cid_len,
                    const char *filter, size_t filter_len);
 size_t rec_key_message(uint8_t *out, uint64_t id);
-size_t rec_key_delivery(uint8_t *out, const char *cid, size_t cid_len, uint64_t seq);
+/* kind: REC_DELIVERY or REC_COLD (same layout). */
+size_t rec_key_delivery(uint8_t *out, uint8_t kind, const char *cid, size_t cid_len,
+                        uint64_t seq);
 size_t rec_key_qos2(uint8_t *out, const char *cid, size_t cid_len, uint16_t pid);
 size_t rec_key_retained(uint8_t *out, const char *topic, size_t topic_len);
 size_t rec_key_delayed(uint8_t *out, uint64_t due, uint64_t seq);

@@ -308,3 +308,12 @@ def still_serves(broker, version=V5):
     assert m.payload == b"ping"
     c.disconnect()
     return True
+
+
+def rss_kib(pid):
+    """Resident memory of a process, KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")

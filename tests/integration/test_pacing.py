@@ -5,7 +5,7 @@ slow subscriber among fast ones paces no one."""
 
 import time
 
-from helpers import SANITIZED, T, V5, Paho, raw
+from helpers import SANITIZED, T, V5, Paho, raw, rss_kib
 from test_bench import assert_exact, bench
 
 
@@ -30,12 +30,6 @@ def test_fanin_qos0_at_max_rate_loses_nothing_with_default_queue_limit(broker):
     assert_exact(res, 100000)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_qos0_stalled_subscriber_does_not_block_publisher_or_grow_memory(broker):

@@ -12,7 +12,8 @@ import time
 import pytest
 
 import mqttraw as M
-from helpers import T, V311, V5, Paho, raw
+from conftest import PETREL_BIN
+from helpers import T, V311, V5, Paho, raw, rss_kib
 
 STORE = "persistence true\npersistence_location store/\n"
 
@@ -344,6 +345,31 @@ def test_shared_message_survives_when_one_session_acked(durable, acker):
     assert done.drain(0.3) == []
 
 
+@pytest.mark.parametrize("while_down", [False, True], ids=["due_after", "due_while_down"])
+def test_delayed_publish_survives_kill9(durable, while_down):
+    # A $delayed publish the broker accepted goes out once after a crash:
+    # when it falls due, or at once if it fell due while the broker was down.
+    sub = expiring(durable, "dly-sub")
+    sub.subscribe([("dly/t", 1)])
+    sub.disconnect()
+    pub = raw(durable, "dly-pub")
+    t0 = time.monotonic()
+    assert pub.publish("$delayed/2/dly/t", b"later", qos=1).rc == 0
+    durable.kill9()
+    if while_down:
+        time.sleep(2.5)
+    durable.restart()
+    back = expiring(durable, "dly-sub")
+    got = back.recv_publishes(1, timeout=T(10))
+    assert got[0].payload == b"later"
+    assert time.monotonic() - t0 >= 2.0
+    assert back.drain(1.0) == []
+    # Gone from the store once published.
+    back.disconnect()
+    durable.restart()
+    assert expiring(durable, "dly-sub").drain(2.5) == []
+
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
 
@@ -440,3 +466,61 @@ def test_disk_nearly_full_refuses_with_quota_exceeded(make_broker, tmp_path):
     got = back.recv_publishes(len(acked), timeout=T(30))
     assert [int(p.payload[:5]) for p in got] == acked
     assert b.alive()
+
+
+# A budget small enough that a few hundred messages exceed it (per worker:
+# the value divided by the number of workers).
+SMALL_QUEUE_MEMORY = "store_queue_memory 65536\nmax_queued_messages 1000000\n"
+
+
+@pytest.mark.parametrize("restart", ["none", "kill9"])
+def test_queue_beyond_memory_budget_is_delivered_in_order(make_broker, restart):
+    # Past store_queue_memory, an offline session's queue stays on disk
+    # only and comes back as it is sent: every message arrives once, in
+    # order, at its QoS, also across a crash while most of it is on disk.
+    b = make_broker(STORE + SMALL_QUEUE_MEMORY)
+    sub = expiring(b, "cold-sub", version=V311)
+    sub.subscribe([("cold/1", 1), ("cold/2", 2)])
+    sub.disconnect()
+    pub = raw(b, "cold-pub", version=V311)
+    n = 3000
+    for i in range(n):
+        pub.publish("cold/%d" % (1 + i % 2), b"%05d" % i + b"." * 200, qos=1 + i % 2)
+    pub.disconnect()
+    if restart == "kill9":
+        b.kill9()
+        b.restart()
+        assert "queued on disk only" in b.log()
+    back = expiring(b, "cold-sub", version=V311)
+    assert back.connack.session_present
+    got = back.recv_publishes(n, timeout=T(60))
+    assert [int(p.payload[:5]) for p in got] == list(range(n))
+    assert [p.qos for p in got] == [1 + i % 2 for i in range(n)]
+    assert back.drain(0.5) == []
+    # Nothing is left on disk for it: a second reconnect gets nothing.
+    back.disconnect()
+    b.restart()
+    again = expiring(b, "cold-sub", version=V311)
+    assert again.drain(0.5) == []
+
+
+def test_queue_beyond_memory_budget_keeps_rss_bounded(make_broker):
+    # 60 MiB queued for an offline session with a 4 MiB budget and an 8 MiB
+    # engine cache: the broker's memory grows by a fraction of that.
+    b = make_broker(STORE + "store_queue_memory 4194304\nstore_cache_size 8388608\n"
+                    "max_queued_messages 1000000\ndurability periodic\n")
+    sub = expiring(b, "rss-sub", version=V311)
+    sub.subscribe([("bt/#", 1)])
+    sub.disconnect()
+    before = rss_kib(b.pid)
+    bench_bin = os.path.join(os.path.dirname(PETREL_BIN), "petrel-bench")
+    p = subprocess.run([bench_bin, "pub", "-P", "4", "-q", "1", "-s", "1024", "-L", "15000",
+                        "-p", str(b.port), "--topic", "bt"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=T(120))
+    assert p.returncode == 0, p.stderr
+    grown = rss_kib(b.pid) - before
+    print("RSS grew by %d KiB for 60,000 queued messages of 1 KiB" % grown)
+    assert grown < 30 * 1024, "RSS grew by %d KiB" % grown
+    back = expiring(b, "rss-sub", version=V311)
+    got = back.drain(1.0, limit=100000, max_time=T(120))
+    assert len(got) == 60000

@@ -133,9 +133,14 @@ TEST(test_keys)
     CHECK_MEM(k.cid, "c1", 2);
     CHECK_EQ(k.name_len, 5);
     CHECK_MEM(k.name, "a/+/#", 5);
-    n = rec_key_delivery(key, "c1", 2, 0x0102030405060708ull);
+    n = rec_key_delivery(key, REC_DELIVERY, "c1", 2, 0x0102030405060708ull);
     CHECK(rec_key_decode(key, n, &k));
     CHECK_EQ(k.num, 0x0102030405060708ull);
+    n = rec_key_delivery(key, REC_COLD, "c1", 2, 77);
+    CHECK(rec_key_decode(key, n, &k));
+    CHECK_EQ(k.kind, REC_COLD);
+    CHECK_EQ(k.num, 77);
+    CHECK_MEM(k.cid, "c1", 2);
     n = rec_key_qos2(key, "", 0, 513);
     CHECK(rec_key_decode(key, n, &k));
     CHECK_EQ(k.num, 513);
@@ -167,20 +172,20 @@ TEST(test_client_range)
     uint8_t lo[RECORD_KEY_MAX], hi[RECORD_KEY_MAX], k2[RECORD_KEY_MAX];
     size_t lolen, hilen;
     rec_key_client_range(lo, &lolen, hi, &hilen, REC_DELIVERY, "ab", 2);
-    size_t n = rec_key_delivery(k2, "ab", 2, UINT64_MAX);
+    size_t n = rec_key_delivery(k2, REC_DELIVERY, "ab", 2, UINT64_MAX);
     CHECK(cmp_keys(k2, n, lo, lolen) >= 0 && cmp_keys(k2, n, hi, hilen) < 0);
-    n = rec_key_delivery(k2, "ab", 2, 0);
+    n = rec_key_delivery(k2, REC_DELIVERY, "ab", 2, 0);
     CHECK(cmp_keys(k2, n, lo, lolen) >= 0 && cmp_keys(k2, n, hi, hilen) < 0);
-    n = rec_key_delivery(k2, "abc", 3, 0);
+    n = rec_key_delivery(k2, REC_DELIVERY, "abc", 3, 0);
     CHECK(!(cmp_keys(k2, n, lo, lolen) >= 0 && cmp_keys(k2, n, hi, hilen) < 0));
-    n = rec_key_delivery(k2, "ac", 2, 0);
+    n = rec_key_delivery(k2, REC_DELIVERY, "ac", 2, 0);
     CHECK(cmp_keys(k2, n, hi, hilen) >= 0);
-    n = rec_key_delivery(k2, "aa", 2, UINT64_MAX);
+    n = rec_key_delivery(k2, REC_DELIVERY, "aa", 2, UINT64_MAX);
     CHECK(cmp_keys(k2, n, lo, lolen) < 0);
     /* Sequence numbers sort numerically. */
     uint8_t a[RECORD_KEY_MAX];
-    size_t an = rec_key_delivery(a, "ab", 2, 255);
-    n = rec_key_delivery(k2, "ab", 2, 256);
+    size_t an = rec_key_delivery(a, REC_DELIVERY, "ab", 2, 255);
+    n = rec_key_delivery(k2, REC_DELIVERY, "ab", 2, 256);
     CHECK(cmp_keys(a, an, k2, n) < 0);
     /* A client id of 0xff bytes. */
     char ff[3] = {(char)0xff, (char)0xff, (char)0xff};

@@ -44,6 +44,7 @@ struct bench_cfg {
     uint32_t pubs, subs, conns;
     uint64_t count;       /* messages per publisher; 0 = until duration */
     const char *prefix;
+    const char *id_prefix;   /* client ids; NULL = "pb<pid>" */
     const char *filter;   /* sub scenario */
     bool clean;
     int64_t session_expiry; /* -1: not sent */

@@ -216,7 +216,9 @@ static void send_connect(struct conn *c)
     const struct bench_cfg *cfg = c->w->cfg;
     char cid[64];
     static const char roles[] = "psc";
-    int n = snprintf(cid, sizeof cid, "pb%d-%c%u", (int)getpid(), roles[c->role], c->idx);
+    int n = cfg->id_prefix
+                ? snprintf(cid, sizeof cid, "%.40s-%c%u", cfg->id_prefix, roles[c->role], c->idx)
+                : snprintf(cid, sizeof cid, "pb%d-%c%u", (int)getpid(), roles[c->role], c->idx);
     struct mqtt_packet p;
     memset(&p, 0, sizeof p);
     p.type = MQTT_CONNECT;

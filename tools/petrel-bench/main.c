@@ -52,6 +52,8 @@ static void usage(FILE *f)
 "  -c N                connections for the conn scenario (default 1000)\n"
 "  --topic PREFIX      topic prefix (default bench)\n"
 "  --filter FILTER     subscription of the sub scenario\n"
+"  --id-prefix P       client ids P-p0, P-s0, ... (default pb<pid>), e.g. to\n"
+"                      come back to persistent sessions of an earlier run\n"
 "  --clean / --no-clean  clean session / clean start flag (default clean)\n"
 "  --session-expiry S  MQTT 5 session expiry interval\n"
 "  --keepalive S       keep-alive (default 60)\n"
@@ -177,7 +179,7 @@ static bool parse_num(const char *s, double lo, double hi, double *out)
 enum {
     OPT_HOST = 256, OPT_RATE, OPT_INFLIGHT, OPT_TOPIC, OPT_FILTER, OPT_CLEAN, OPT_NOCLEAN,
     OPT_EXPIRY, OPT_KEEPALIVE, OPT_CONNRATE, OPT_IFADDR, OPT_PID, OPT_DRAIN, OPT_STALL,
-    OPT_JSON, OPT_HELP,
+    OPT_JSON, OPT_IDPREFIX, OPT_HELP,
 };
 
 static int parse_args(int argc, char **argv, struct bench_cfg *cfg, uint32_t *npairs)
@@ -189,6 +191,7 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, uint32_t *np
         {"inflight", required_argument, NULL, OPT_INFLIGHT},
         {"count", required_argument, NULL, 'L'},
         {"topic", required_argument, NULL, OPT_TOPIC},
+        {"id-prefix", required_argument, NULL, OPT_IDPREFIX},
         {"filter", required_argument, NULL, OPT_FILTER},
         {"clean", no_argument, NULL, OPT_CLEAN},
         {"no-clean", no_argument, NULL, OPT_NOCLEAN},
@@ -249,6 +252,7 @@ static int parse_args(int argc, char **argv, struct bench_cfg *cfg, uint32_t *np
         case 'c': ok = parse_num(a, 1, 1e7, &v); cfg->conns = (uint32_t)v; break;
         case 't': ok = parse_num(a, 1, 256, &v); cfg->threads = (uint32_t)v; break;
         case OPT_TOPIC: cfg->prefix = a; break;
+        case OPT_IDPREFIX: cfg->id_prefix = a; break;
         case OPT_FILTER: cfg->filter = a; break;
         case OPT_CLEAN: cfg->clean = true; break;
         case OPT_NOCLEAN: cfg->clean = false; break;
