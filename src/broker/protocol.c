@@ -688,26 +688,6 @@ static size_t mounted_filter(const struct conn *c, const struct mqtt_bytes *f, u
     return f->len + c->mount_len;
 }
 
-struct retained_ctx {
-    struct worker *w;
-    struct session *s;
-    uint8_t qos;
-    uint32_t sub_id;
-};
-
-static void send_retained(void *arg, struct message *m)
-{
-    struct retained_ctx *x = arg;
-    struct delivery d = {.msg = m, .flags = DELIVERY_RETAIN};
-    d.qos = m->qos < x->qos ? m->qos : x->qos;
-    if (x->sub_id) {
-        d.sub_ids[0] = x->sub_id;
-        d.sub_id_count = 1;
-    }
-    persist_delivery_new(x->w, x->s, &d);
-    session_deliver(x->w, x->s, &d);
-}
-
 static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
                                              const struct mqtt_subscribe *sub)
 {
@@ -779,10 +759,11 @@ static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
     pos = 0;
     i = 0;
     while (mqtt_sub_next(sub, &pos, &f, &o)) {
-        if (retained[i]) {
-            struct retained_ctx x = {.w = w, .s = s, .qos = codes[i], .sub_id = sub_id};
+        struct retained_feed *feed = retained[i] ? session_feed_new(codes[i], sub_id) : NULL;
+        if (feed) {
             size_t flen = mounted_filter(c, &f, fbuf, sizeof(fbuf));
-            retain_match(w->broker->retain, fbuf, flen, clock_wall_ms(), send_retained, &x);
+            retain_match(w->broker->retain, fbuf, flen, clock_wall_ms(), session_feed_add, feed);
+            session_feed_start(w, s, feed);
         }
         i++;
     }

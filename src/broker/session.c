@@ -74,10 +74,23 @@ static void ring_remove(struct delivery_ring *r, uint32_t i)
     r->count--;
 }
 
+static void feed_free(struct retained_feed *f)
+{
+    for (size_t i = f->pos; i < f->count; i++)
+        message_unref(f->msgs[i]);
+    free(f->msgs);
+    free(f);
+}
+
 static void ring_clear(struct delivery_ring *r)
 {
-    for (uint32_t i = 0; i < r->count; i++)
-        message_unref(ring_at(r, i)->msg);
+    for (uint32_t i = 0; i < r->count; i++) {
+        struct delivery *d = ring_at(r, i);
+        if (d->flags & DELIVERY_FEED)
+            feed_free(d->feed);
+        else
+            message_unref(d->msg);
+    }
     free(r->items);
     memset(r, 0, sizeof(*r));
 }
@@ -562,6 +575,100 @@ int session_refill_push(struct worker *w, struct session *s, struct delivery *d)
     return 0;
 }
 
+/* A delivery of one of the feed's messages, as the subscription asks. */
+static struct delivery feed_delivery(const struct retained_feed *f, struct message *m)
+{
+    struct delivery d = {.msg = m, .qos = m->qos < f->qos ? m->qos : f->qos,
+                         .flags = DELIVERY_RETAIN};
+    if (f->sub_id) {
+        d.sub_ids[0] = f->sub_id;
+        d.sub_id_count = 1;
+    }
+    return d;
+}
+
+/* Hand out the next retained message of the feed at the head of the
+ * queue, or drop the feed once it is done. False when the connection
+ * cannot take the next one yet. */
+static bool feed_next(struct worker *w, struct session *s, struct retained_feed *f,
+                      uint64_t *now)
+{
+    if (f->pos == f->count) {
+        struct delivery done;
+        ring_pop_front(&s->queue, &done);
+        queue_mirror(s);
+        feed_free(f);
+        return true;
+    }
+    struct message *m = f->msgs[f->pos];
+    uint8_t qos = m->qos < f->qos ? m->qos : f->qos;
+    if (qos ? window_full(s) : buf_used(&s->conn->out) > CONN_OUT_LIMIT)
+        return false;
+    f->pos++;
+    if (m->expiry_at) {
+        if (!*now)
+            *now = clock_wall_ms();
+        if (message_expired(m, *now)) {
+            message_unref(m);
+            return true;
+        }
+    }
+    struct delivery d = feed_delivery(f, m);
+    persist_delivery_new(w, s, &d);
+    send_now(w, s, &d);
+    return true;
+}
+
+struct retained_feed *session_feed_new(uint8_t qos, uint32_t sub_id)
+{
+    struct retained_feed *f = calloc(1, sizeof(*f));
+    if (f) {
+        f->qos = qos;
+        f->sub_id = sub_id;
+    }
+    return f;
+}
+
+void session_feed_add(void *feed, struct message *m)
+{
+    struct retained_feed *f = feed;
+    if (f->count == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        struct message **a = realloc(f->msgs, cap * sizeof(*a));
+        if (!a) {
+            log_warning("out of memory collecting retained messages; one is not sent");
+            message_unref(m);
+            return;
+        }
+        f->msgs = a;
+        f->cap = cap;
+    }
+    f->msgs[f->count++] = m;
+}
+
+void session_feed_start(struct worker *w, struct session *s, struct retained_feed *f)
+{
+    if (f->count == 0) {
+        feed_free(f);
+        return;
+    }
+    /* Behind messages kept on disk only, the feed could not keep its
+     * place (what is in memory must be older than what is on disk): then
+     * they are delivered now, and go to disk like the rest. */
+    struct delivery marker = {.flags = DELIVERY_FEED, .feed = f};
+    if (s->cold_count || ring_push(&s->queue, &marker) < 0) {
+        for (; f->pos < f->count; f->pos++) {
+            struct delivery d = feed_delivery(f, f->msgs[f->pos]);
+            persist_delivery_new(w, s, &d);
+            session_deliver(w, s, &d);
+        }
+        feed_free(f);
+        return;
+    }
+    queue_mirror(s);
+    session_pump(w, s);
+}
+
 void session_pump(struct worker *w, struct session *s)
 {
     if (!online(s))
@@ -570,6 +677,11 @@ void session_pump(struct worker *w, struct session *s)
     for (;;) {
         while (s->queue.count) {
             struct delivery *head = ring_at(&s->queue, 0);
+            if (head->flags & DELIVERY_FEED) {
+                if (!feed_next(w, s, head->feed, &now))
+                    break;
+                continue;
+            }
             if (head->qos && window_full(s))
                 break;
             if (buf_used(&s->conn->out) > CONN_OUT_LIMIT && head->qos == 0)
@@ -812,8 +924,12 @@ void session_requeue_shared(struct worker *w, struct session *s)
     for (int r = 0; r < 2; r++) {
         for (uint32_t i = 0; i < rings[r]->count;) {
             struct delivery *d = ring_at(rings[r], i);
-            /* A QoS 2 message past PUBREC was received: it stays. */
-            /* Sizes first: the message may be gone once redirected. */
+            if (d->flags & DELIVERY_FEED) {
+                i++;
+                continue;
+            }
+            /* A QoS 2 message past PUBREC was received: it stays.
+             * Sizes first: the message may be gone once redirected. */
             uint32_t bytes = d->msg->payload_len;
             uint64_t mem = d->seq ? session_delivery_mem(d) : 0;
             if (d->group && !(d->flags & DELIVERY_PUBREL) && redirect_shared(w, s, d)) {

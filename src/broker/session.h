@@ -31,12 +31,27 @@ enum delivery_flags {
     DELIVERY_SENT = 1 << 1,     /* sent at least once: resend with DUP */
     DELIVERY_PUBREL = 1 << 2,   /* QoS 2: PUBREC received, PUBREL sent */
     DELIVERY_INLINE = 1 << 3,   /* its stored record carries the message */
+    DELIVERY_FEED = 1 << 4,     /* not a message: retained messages to hand out */
+};
+
+/* The retained messages matching one new subscription, handed out from
+ * its place in the queue as the connection takes them (session_pump), so
+ * that a subscription matching a million of them neither builds a million
+ * deliveries at once nor lets newer messages overtake them. */
+struct retained_feed {
+    struct message **msgs;      /* references, in match order */
+    size_t count, cap, pos;
+    uint8_t qos;                /* granted QoS of the subscription */
+    uint32_t sub_id;            /* its subscription identifier; 0 = none */
 };
 
 /* One message for one session, queued or in flight. */
 struct delivery {
-    struct message *msg;        /* holds a reference */
-    const void *group;          /* shared group it was chosen from, or NULL */
+    struct message *msg;        /* holds a reference; NULL for a feed */
+    union {
+        const void *group;      /* shared group it was chosen from, or NULL */
+        struct retained_feed *feed; /* with DELIVERY_FEED */
+    };
     uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
     uint64_t seq;               /* key of its stored record; 0 = not stored */
     uint16_t packet_id;         /* in flight only */
@@ -143,6 +158,14 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d);
 
 /* Send what the in-flight window allows from the queue. */
 void session_pump(struct worker *w, struct session *s);
+
+/* Retained messages for a new subscription: collect them into a feed
+ * (session_feed_add is a retain_match callback), then hand it to the
+ * session, which sends them after what is already queued and before what
+ * arrives later. */
+struct retained_feed *session_feed_new(uint8_t qos, uint32_t sub_id);
+void session_feed_add(void *feed, struct message *m);
+void session_feed_start(struct worker *w, struct session *s, struct retained_feed *f);
 
 /* After (re)connect: resend in-flight messages (with DUP, PUBREL for QoS 2
  * after PUBREC), then pump. */

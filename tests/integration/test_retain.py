@@ -141,3 +141,51 @@ def test_retained_properties_kept(broker):
     got = c.recv_publishes(1)[0]
     assert got.props.get(M.CONTENT_TYPE) == "text/plain"
     assert got.props.getall(M.USER_PROPERTY) == [("k", "v")]
+
+
+def fill_retained(broker, n, prefix="big"):
+    """n retained QoS 1 messages on distinct topics, over one connection."""
+    pub = raw(broker, "filler-%s" % prefix)
+    data = b"".join(M.publish_packet("%s/%d/%d" % (prefix, i // 100, i % 100), b"v%d" % i, 1,
+                                     retain=True, pid=i % 65535 + 1) for i in range(n))
+    pub.send(data)
+    for _ in range(n):
+        pub.expect(M.PUBACK, timeout=30)
+    return pub
+
+
+def test_many_retained_stream_under_flow_control(broker):
+    # 20,000 retained messages matching one subscription go out as the
+    # client takes them (Receive Maximum 20 here), each once, while other
+    # clients keep being served.
+    n = 20000
+    fill_retained(broker, n)
+    sub = raw(broker, "big-sub", version=V5, props={M.RECEIVE_MAXIMUM: 20})
+    sub.send(M.subscribe_packet(1, [("big/#", 1)]))
+    sub.expect_skip(M.SUBACK)
+    first = sub.recv_publishes(100)
+    # Another client is served while most of the retained are still to go.
+    other = raw(broker, "big-other")
+    other.send(M.pingreq_packet())
+    other.expect(M.PINGRESP, timeout=2)
+    rest = sub.recv_publishes(n - 100, timeout=60)
+    payloads = {p.payload for p in first + rest}
+    assert len(payloads) == n and all(p.retain for p in first + rest)
+    assert sub.drain(0.5) == []
+
+
+def test_live_message_after_subscribe_does_not_overtake_retained(broker):
+    # A retained message is sent before a newer message on its topic that
+    # arrives while the subscription's retained messages are still going
+    # out: the subscriber ends with the newest value, never the stale one.
+    fill_retained(broker, 2000, "ord")
+    pub = raw(broker, "ord-pub")
+    pub.publish("ord/last", b"old", qos=1, retain=True)
+    sub = raw(broker, "ord-sub", version=V5, props={M.RECEIVE_MAXIMUM: 1})
+    sub.send(M.subscribe_packet(1, [("ord/#", 1)]))
+    sub.expect_skip(M.SUBACK)
+    pub.publish("ord/last", b"new", qos=1, retain=True)
+    got = sub.recv_publishes(2002, timeout=60)
+    values = [p.payload for p in got if p.topic == "ord/last"]
+    assert values == [b"old", b"new"]
+    assert sub.drain(0.5) == []

@@ -553,11 +553,12 @@ static void progress(const struct bench_cfg *cfg, uint64_t t0, struct totals *pr
     if (!cfg->json)
         fprintf(stderr,
                 "[%5.1fs] sent %llu (+%llu/s) recv %llu (+%llu/s) inflight %llu conns %llu "
-                "fail %llu\n",
+                "fail %llu stray %llu\n",
                 (double)(now_ns() - t0) / 1e9, (unsigned long long)t.sent,
                 (unsigned long long)(t.sent - prev->sent), (unsigned long long)t.recv,
                 (unsigned long long)(t.recv - prev->recv), (unsigned long long)t.inflight,
-                (unsigned long long)t.ready, (unsigned long long)t.conn_fail);
+                (unsigned long long)t.ready, (unsigned long long)t.conn_fail,
+                (unsigned long long)t.stray);
     *prev = t;
 }
 
