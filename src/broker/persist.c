@@ -413,13 +413,22 @@ void persist_delivery_new(struct worker *w, struct session *s, struct delivery *
     else
         d->flags &= (uint8_t)~DELIVERY_INLINE;
     d->seq = atomic_fetch_add(&b->store_seq, 1) + 1;
+    /* Sent in the same iteration (its session is on this worker and has
+     * room): persist_delivery_update replaces this put instead of adding
+     * a second record for the engine to sort and drop. */
+    store_batch_mark(w->batch);
     put_delivery(w, REC_DELIVERY, s, d, id);
+    w->batch_last_seq = d->seq;
+    w->batch_last_count = store_batch_count(w->batch);
 }
 
 void persist_delivery_update(struct worker *w, struct session *s, const struct delivery *d)
 {
     if (!on(w) || !d->seq)
         return;
+    if (w->batch_last_seq == d->seq && store_batch_count(w->batch) == w->batch_last_count)
+        (void)store_batch_undo(w->batch);
+    w->batch_last_seq = 0;
     put_delivery(w, REC_DELIVERY, s, d, atomic_load_explicit(&d->msg->store_id, memory_order_relaxed));
 }
 

@@ -90,6 +90,8 @@ struct worker {
     bool store_unsynced;         /* committed without fsync since the last one */
     size_t store_bytes;          /* committed since the last free-space check */
     uint64_t queue_mem;          /* bytes of stored deliveries queued in memory */
+    uint64_t batch_last_seq;     /* delivery whose put ends the batch, 0 = none */
+    size_t batch_last_count;     /* the batch's count just after that put */
     uint64_t next_space_check;   /* monotonic ms */
 };
 

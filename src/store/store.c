@@ -30,6 +30,7 @@ struct store {
 
 struct store_batch {
     rocksdb_writebatch_t *wb;
+    bool marked;
 };
 
 static void set_err(char *err, size_t errlen, const char *what, char *rerr)
@@ -187,6 +188,31 @@ void store_batch_delete_range(struct store_batch *b, const void *lo, size_t lole
     rocksdb_writebatch_delete_range(b->wb, lo, lolen, hi, hilen);
 }
 
+void store_batch_mark(struct store_batch *b)
+{
+    if (b->marked) {
+        char *rerr = NULL;
+        rocksdb_writebatch_pop_save_point(b->wb, &rerr);
+        rocksdb_free(rerr);
+    }
+    rocksdb_writebatch_set_save_point(b->wb);
+    b->marked = true;
+}
+
+bool store_batch_undo(struct store_batch *b)
+{
+    if (!b->marked)
+        return false;
+    char *rerr = NULL;
+    rocksdb_writebatch_rollback_to_save_point(b->wb, &rerr);
+    b->marked = false;
+    if (rerr) {
+        rocksdb_free(rerr);
+        return false;
+    }
+    return true;
+}
+
 size_t store_batch_count(const struct store_batch *b)
 {
     return (size_t)rocksdb_writebatch_count(b->wb);
@@ -198,7 +224,8 @@ int store_commit(struct store *st, struct store_batch *b, bool sync, char *err, 
         return 0;
     char *rerr = NULL;
     rocksdb_write(st->db, sync ? st->wsync : st->wasync, b->wb, &rerr);
-    rocksdb_writebatch_clear(b->wb);
+    rocksdb_writebatch_clear(b->wb); /* and its save points */
+    b->marked = false;
     if (rerr) {
         set_err(err, errlen, "store write failed", rerr);
         return -1;

@@ -31,6 +31,10 @@ void store_batch_delete(struct store_batch *b, const void *k, size_t klen);
 /* Delete every key in [lo, hi). */
 void store_batch_delete_range(struct store_batch *b, const void *lo, size_t lolen,
                               const void *hi, size_t hilen);
+/* Remember the batch as it is now (one mark at a time), and take back
+ * everything added since (false when there is no mark). */
+void store_batch_mark(struct store_batch *b);
+bool store_batch_undo(struct store_batch *b);
 /* Operations waiting in the batch. */
 size_t store_batch_count(const struct store_batch *b);
 

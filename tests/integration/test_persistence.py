@@ -67,14 +67,22 @@ def test_queued_messages_survive_in_order(durable, kill):
     assert b.drain(0.5) == []
 
 
-def test_inflight_resent_with_same_packet_id_after_kill9(durable):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_inflight_resent_with_same_packet_id_after_kill9(make_broker, workers):
     # [MQTT-4.4.0-1]: unacknowledged PUBLISH packets are re-sent with their
-    # original packet identifiers, here after a crash of the broker.
+    # original packet identifiers, here after a crash of the broker. (With
+    # one worker the packet id is stored in the same iteration as the
+    # message.)
+    durable = make_broker(STORE + "durability sync\nworkers %d\n" % workers)
     a = expiring(durable, "dur-if")
     a.subscribe([("dur/if", 2)])
     pub = Paho(durable, "dur-ifpub")
+    for i in range(4):  # so that the one left in flight is not packet id 1
+        pub.publish("dur/if", b"done%d" % i, qos=2)
+    assert len(a.recv_publishes(4)) == 4
     pub.publish("dur/if", b"one", qos=2)
     first = a.recv_publishes(1, ack=False)[0]
+    assert first.pid != 1
     durable.kill9()
     durable.restart()
     b = expiring(durable, "dur-if")
