@@ -156,7 +156,7 @@ void store_close(struct store *st)
 
 struct store_batch *store_batch_new(void)
 {
-    struct store_batch *b = malloc(sizeof(*b));
+    struct store_batch *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
     b->wb = rocksdb_writebatch_create();
