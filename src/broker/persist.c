@@ -311,6 +311,10 @@ void persist_session_delete(struct worker *w, struct session *s)
 {
     if (!on(w) || !s->stored)
         return;
+    /* A session that goes on without being stored (a new connection with
+     * expiry 0) keeps its queue: what was on disk only comes back first. */
+    if (s->cold_count && !s->dead && persist_refill(w, s, UINT32_MAX) < 0)
+        session_cold_lost(s);
     size_t klen = rec_key_session(key_buf, s->client_id, s->client_id_len);
     store_batch_delete(w->batch, key_buf, klen);
     static const uint8_t kinds[] = {REC_SUB, REC_DELIVERY, REC_COLD, REC_QOS2_IN};
@@ -325,6 +329,11 @@ void persist_session_delete(struct worker *w, struct session *s)
         for (uint32_t i = 0; i < rings[r]->count; i++) {
             struct delivery *d = ring_at(rings[r], i);
             if (d->seq) {
+                if (r == 1) { /* no longer counted against store_queue_memory */
+                    uint64_t n = session_delivery_mem(d);
+                    s->queue_mem -= n;
+                    s->worker->queue_mem -= n;
+                }
                 unref_stored(w, d->msg);
                 d->seq = 0;
             }
@@ -382,6 +391,19 @@ static void put_delivery(struct worker *w, uint8_t kind, struct session *s,
 
 void persist_delivery_new(struct worker *w, struct session *s, struct delivery *d)
 {
+    persist_delivery_new_at(w, s, d, 0);
+}
+
+uint64_t persist_reserve_seqs(struct worker *w, struct session *s, size_t n)
+{
+    if (!on(w) || !n || !atomic_load_explicit(&s->persistent, memory_order_relaxed))
+        return 0;
+    return atomic_fetch_add(&w->broker->store_seq, n) + 1;
+}
+
+void persist_delivery_new_at(struct worker *w, struct session *s, struct delivery *d,
+                             uint64_t seq)
+{
     if (!on(w) || d->qos == 0 || !atomic_load_explicit(&s->persistent, memory_order_relaxed))
         return;
     struct message *m = d->msg;
@@ -412,7 +434,7 @@ void persist_delivery_new(struct worker *w, struct session *s, struct delivery *
         d->flags |= DELIVERY_INLINE;
     else
         d->flags &= (uint8_t)~DELIVERY_INLINE;
-    d->seq = atomic_fetch_add(&b->store_seq, 1) + 1;
+    d->seq = seq ? seq : atomic_fetch_add(&b->store_seq, 1) + 1;
     /* Sent in the same iteration (its session is on this worker and has
      * room): persist_delivery_update replaces this put instead of adding
      * a second record for the engine to sort and drop. */
@@ -479,6 +501,9 @@ static int refill_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vl
         log_warning("store: dropping a damaged queued message of %s", s->client_id);
         store_batch_delete(w->batch, k, klen);
         s->cold_count--;
+        if (rec_delivery_decode(v, vlen, &r) && (r.flags & REC_DELIVERY_INLINE) &&
+            s->queued_bytes >= r.message.payload_len)
+            s->queued_bytes -= r.message.payload_len;
         return 0;
     }
     struct message *m = message_from_rec(&r.message);
@@ -497,12 +522,13 @@ static int refill_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vl
         .sub_id_count = r.sub_id_count,
     };
     memcpy(d.sub_ids, r.sub_ids, sizeof(d.sub_ids));
-    store_batch_delete(w->batch, k, klen);
-    put_delivery(w, REC_DELIVERY, s, &d, id);
     if (session_refill_push(w, s, &d) < 0) {
         message_unref(m);
         return -1;
     }
+    store_batch_delete(w->batch, k, klen);
+    put_delivery(w, REC_DELIVERY, s, &d, id);
+    s->cold_next = key.num + 1;
     R->n++;
     return 0;
 }
@@ -513,19 +539,23 @@ int persist_refill(struct worker *w, struct session *s, uint32_t max)
         return 0;
     /* What this iteration spilled must be visible to the read. */
     persist_commit(w, false);
-    /* The prefix of the client's C keys, in the buffer the callback does
-     * not write. */
-    size_t plen, hilen;
-    rec_key_client_range(key_end_buf, &plen, key_buf, &hilen, REC_COLD, s->client_id,
-                         s->client_id_len);
+    /* From the lowest sequence number still on disk (not over the records
+     * already read back), within the client's C keys. Both keys are in the
+     * buffer the callback does not write. */
+    size_t plen = rec_key_delivery(key_end_buf, REC_COLD, s->client_id, s->client_id_len, 0);
+    size_t from_off = plen, flen;
+    flen = rec_key_delivery(key_end_buf + from_off, REC_COLD, s->client_id, s->client_id_len,
+                            s->cold_next);
+    plen -= 8; /* kind, client id */
     struct refill R = {.w = w, .s = s, .max = max};
-    int rc = store_scan(w->broker->store, key_end_buf, plen, refill_one, &R);
+    int rc = store_scan_from(w->broker->store, key_end_buf, plen, key_end_buf + from_off, flen,
+                             refill_one, &R);
     if (rc < 0)
         log_error("store: cannot read the queued messages of %s back", s->client_id);
     if (R.n == 0 && rc >= 0 && s->cold_count) {
         log_warning("store: %llu queued messages of %s not found on disk",
                     (unsigned long long)s->cold_count, s->client_id);
-        s->cold_count = 0;
+        session_cold_lost(s);
     }
     return rc < 0 ? -1 : (int)R.n;
 }
@@ -823,6 +853,8 @@ static int load_cold(const uint8_t *k, size_t klen, const uint8_t *v, size_t vle
     struct session *s = decode_delivery_record(L, k, klen, v, vlen, &key, &r);
     if (!s)
         return 0;
+    if (!s->cold_count || key.num < s->cold_next)
+        s->cold_next = key.num;
     s->cold_count++;
     s->queued_bytes += r.message.payload_len;
     atomic_store_explicit(&s->queued_count,

@@ -56,6 +56,14 @@ void persist_unsub(struct worker *w, struct session *s, const uint8_t *filter, s
 /* A QoS 1/2 delivery to a persistent session was created (on any worker):
  * store it (and its message, once). Sets d->seq. */
 void persist_delivery_new(struct worker *w, struct session *s, struct delivery *d);
+/* The same with a sequence number taken earlier (persist_reserve_seqs;
+ * 0 = take one now). */
+void persist_delivery_new_at(struct worker *w, struct session *s, struct delivery *d,
+                             uint64_t seq);
+/* Reserve n consecutive sequence numbers for deliveries to s, so that
+ * they sort where they were decided; returns the first, or 0 when s is
+ * not stored. */
+uint64_t persist_reserve_seqs(struct worker *w, struct session *s, size_t n);
 /* Its packet id or state changed (sent, PUBREC received). */
 void persist_delivery_update(struct worker *w, struct session *s, const struct delivery *d);
 /* It is done (acknowledged, dropped, expired, moved): forget it. */

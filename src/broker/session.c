@@ -497,7 +497,48 @@ void session_output_written(struct worker *w, struct session *s, size_t unsent)
     if (unsent <= SESSION_OUT_PACE / 2 && atomic_load_explicit(&s->out_full, memory_order_relaxed))
         atomic_store_explicit(&s->out_full, false, memory_order_relaxed);
     if (s->queue.count && unsent <= CONN_OUT_LIMIT / 2)
+        session_pump_soon(w, s);
+}
+
+void session_pump_soon(struct worker *w, struct session *s)
+{
+    /* Output written while the worker flushes would leave before what it
+     * stored (packet ids, messages read back from disk) is committed: the
+     * pump waits for the next loop iteration. */
+    if (!w->flushing) {
         session_pump(w, s);
+        return;
+    }
+    if (s->pump_queued)
+        return;
+    s->pump_queued = true;
+    session_ref(s);
+    s->pump_next = w->pumps;
+    w->pumps = s;
+}
+
+void session_run_pumps(struct worker *w)
+{
+    while (w->pumps) {
+        struct session *s = w->pumps;
+        w->pumps = s->pump_next;
+        s->pump_queued = false;
+        if (!s->dead)
+            session_pump(w, s);
+        session_unref(s);
+    }
+}
+
+void session_cold_lost(struct session *s)
+{
+    s->cold_count = 0;
+    s->queued_bytes = 0;
+    for (uint32_t i = 0; i < s->queue.count; i++) {
+        const struct delivery *d = ring_at(&s->queue, i);
+        if (!(d->flags & DELIVERY_FEED))
+            s->queued_bytes += d->msg->payload_len;
+    }
+    queue_mirror(s);
 }
 
 static bool online(const struct session *s)
@@ -550,6 +591,8 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
     }
     s->queued_bytes += d->msg->payload_len;
     if (d->seq && should_spill(w, s)) {
+        if (!s->cold_count || d->seq < s->cold_next)
+            s->cold_next = d->seq;
         persist_delivery_spill(w, s, d);
         message_unref(d->msg);
         s->cold_count++;
@@ -614,7 +657,7 @@ static bool feed_next(struct worker *w, struct session *s, struct retained_feed 
         }
     }
     struct delivery d = feed_delivery(f, m);
-    persist_delivery_new(w, s, &d);
+    persist_delivery_new_at(w, s, &d, f->seq_base ? f->seq_base + f->pos - 1 : 0);
     send_now(w, s, &d);
     return true;
 }
@@ -665,6 +708,9 @@ void session_feed_start(struct worker *w, struct session *s, struct retained_fee
         feed_free(f);
         return;
     }
+    /* Stored, they sort before what arrives after this SUBSCRIBE, as in
+     * the queue: their sequence numbers are taken now. */
+    f->seq_base = persist_reserve_seqs(w, s, f->count);
     queue_mirror(s);
     session_pump(w, s);
 }
@@ -1016,13 +1062,14 @@ static void check_stall(struct worker *w, struct session *s, uint64_t now)
     uint32_t threshold = session_backlog_threshold(w);
     bool stalled = atomic_load_explicit(&s->stalled, memory_order_relaxed);
     bool out_full = atomic_load_explicit(&s->out_full, memory_order_relaxed);
-    if ((s->queue.count <= threshold / 2 && !out_full) || !s->conn) {
+    uint64_t backlog = s->queue.count + s->cold_count; /* what pacing sees */
+    if ((backlog <= threshold / 2 && !out_full) || !s->conn) {
         s->stall_since = 0;
         if (stalled)
             atomic_store_explicit(&s->stalled, false, memory_order_relaxed);
         return;
     }
-    if (s->queue.count <= threshold && !out_full)
+    if (backlog <= threshold && !out_full)
         return;
     if (s->progress != s->progress_seen) {
         s->progress_seen = s->progress;
@@ -1032,8 +1079,8 @@ static void check_stall(struct worker *w, struct session *s, uint64_t now)
     if (!s->stall_since)
         s->stall_since = now;
     else if (!stalled && now - s->stall_since >= STALL_MS) {
-        log_info("client %s: backlog of %u messages and %zu bytes not moving, "
-                 "no longer pacing publishers", s->client_id, s->queue.count,
+        log_info("client %s: backlog of %llu messages and %zu bytes not moving, "
+                 "no longer pacing publishers", s->client_id, (unsigned long long)backlog,
                  buf_used(&s->conn->out));
         atomic_store_explicit(&s->stalled, true, memory_order_relaxed);
     }
@@ -1048,7 +1095,8 @@ void session_tick(struct worker *w, uint64_t now)
         struct session *s = t->buckets[b];
         while (s) {
             struct session *next = s->hnext; /* session_end unlinks s */
-            if (s->queue.count || atomic_load_explicit(&s->stalled, memory_order_relaxed) ||
+            if (s->queue.count || s->cold_count ||
+                atomic_load_explicit(&s->stalled, memory_order_relaxed) ||
                 atomic_load_explicit(&s->out_full, memory_order_relaxed))
                 check_stall(w, s, now);
             if (!s->conn) {

@@ -43,6 +43,7 @@ struct retained_feed {
     size_t count, cap, pos;
     uint8_t qos;                /* granted QoS of the subscription */
     uint32_t sub_id;            /* its subscription identifier; 0 = none */
+    uint64_t seq_base;          /* stored: msgs[i] gets seq seq_base + i */
 };
 
 /* One message for one session, queued or in flight. */
@@ -109,6 +110,9 @@ struct session {
     uint64_t queue_mem;         /* memory of the stored deliveries in queue */
     uint64_t cold_count;        /* queued deliveries on disk only (C records),
                                    all younger than those in queue */
+    uint64_t cold_next;         /* no C record of it has a lower seq */
+    struct session *pump_next;  /* owner's list of sessions to pump soon */
+    bool pump_queued;
     uint16_t next_packet_id;
     /* Inbound QoS 2: packet ids whose PUBLISH was accepted, awaiting PUBREL. */
     uint16_t *qos2_in;
@@ -158,6 +162,12 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d);
 
 /* Send what the in-flight window allows from the queue. */
 void session_pump(struct worker *w, struct session *s);
+/* The same, or at the next loop iteration when the worker is flushing
+ * (session_run_pumps). */
+void session_pump_soon(struct worker *w, struct session *s);
+void session_run_pumps(struct worker *w);
+/* Its messages on disk could not be read back: forget them. */
+void session_cold_lost(struct session *s);
 
 /* Retained messages for a new subscription: collect them into a feed
  * (session_feed_add is a retain_match callback), then hand it to the

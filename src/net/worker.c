@@ -257,6 +257,7 @@ static int conn_flush(struct worker *w, struct conn *c)
 
 static void flush_dirty(struct worker *w)
 {
+    w->flushing = true;
     while (w->dirty) {
         struct conn *c = w->dirty;
         w->dirty = c->dirty_next;
@@ -271,6 +272,7 @@ static void flush_dirty(struct worker *w)
         if (c->state == CONN_CLOSING && (rc < 0 || buf_used(&c->out) == 0))
             conn_destroy(w, c);
     }
+    w->flushing = false;
 }
 
 /* ---- cross-worker delivery -------------------------------------------- */
@@ -351,7 +353,10 @@ static bool deliver_direct(struct worker *w, struct worker *t, struct delivery_b
     deliver_batch(t, b);
     persist_commit(t, false);
     flush_dirty(t);
+    bool pumps = t->pumps != NULL;
     pthread_mutex_unlock(&t->loop_lock);
+    if (pumps)
+        inbox_signal(t); /* its loop runs them */
     return true;
 }
 
@@ -890,6 +895,8 @@ static void *worker_main(void *arg)
             timeout = (int)(w->delayed[0].due > w->now ? w->delayed[0].due - w->now : 0);
         if (w->paced && timeout > 1)
             timeout = 1;
+        if (w->pumps)
+            timeout = 0;
         pthread_mutex_unlock(&w->loop_lock);
         int n = epoll_wait(w->epfd, events, MAX_EVENTS, timeout);
         pthread_mutex_lock(&w->loop_lock);
@@ -914,6 +921,7 @@ static void *worker_main(void *arg)
                 drain_inbox(w);
             }
         }
+        session_run_pumps(w);
         if (w->paced)
             resume_paced(w);
         if (w->delayed_count)
@@ -939,6 +947,7 @@ static void *worker_main(void *arg)
         c->will_on_close = false;
         conn_destroy(w, c);
     }
+    session_run_pumps(w); /* all offline now: only drops the references */
     persist_commit(w, true);
     pthread_mutex_unlock(&w->loop_lock);
     return NULL;

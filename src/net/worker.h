@@ -91,6 +91,8 @@ struct worker {
     size_t store_bytes;          /* committed since the last free-space check */
     uint64_t queue_mem;          /* bytes of stored deliveries queued in memory */
     uint64_t batch_last_seq;     /* delivery whose put ends the batch, 0 = none */
+    struct session *pumps;       /* to pump at the next iteration (references) */
+    bool flushing;               /* in flush_dirty */
     size_t batch_last_count;     /* the batch's count just after that put */
     uint64_t next_space_check;   /* monotonic ms */
 };

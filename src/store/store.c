@@ -261,9 +261,15 @@ int store_sync(struct store *st, char *err, size_t errlen)
 
 int store_scan(struct store *st, const void *prefix, size_t plen, store_scan_fn fn, void *arg)
 {
+    return store_scan_from(st, prefix, plen, prefix, plen, fn, arg);
+}
+
+int store_scan_from(struct store *st, const void *prefix, size_t plen, const void *from,
+                    size_t flen, store_scan_fn fn, void *arg)
+{
     rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rd);
     int rc = 0;
-    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, from, flen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
         if (klen < plen || memcmp(k, prefix, plen) != 0)

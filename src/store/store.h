@@ -57,6 +57,9 @@ int store_sync(struct store *st, char *err, size_t errlen);
 typedef int (*store_scan_fn)(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
                              void *arg);
 int store_scan(struct store *st, const void *prefix, size_t plen, store_scan_fn fn, void *arg);
+/* The same, starting at the first key not below from. */
+int store_scan_from(struct store *st, const void *prefix, size_t plen, const void *from,
+                    size_t flen, store_scan_fn fn, void *arg);
 
 /* Read one key into a malloc'd buffer (*v, *vlen). Returns 1 found, 0 not
  * found, -1 error. */
