@@ -437,7 +437,12 @@ void persist_delivery_new_at(struct worker *w, struct session *s, struct deliver
     d->seq = seq ? seq : atomic_fetch_add(&b->store_seq, 1) + 1;
     /* Sent in the same iteration (its session is on this worker and has
      * room): persist_delivery_update replaces this put instead of adding
-     * a second record for the engine to sort and drop. */
+     * a second record for the engine to sort and drop. A session of
+     * another worker is updated in that worker's batch: no mark. */
+    if (s->worker != w) {
+        put_delivery(w, REC_DELIVERY, s, d, id);
+        return;
+    }
     store_batch_mark(w->batch);
     put_delivery(w, REC_DELIVERY, s, d, id);
     w->batch_last_seq = d->seq;
@@ -857,10 +862,7 @@ static int load_cold(const uint8_t *k, size_t klen, const uint8_t *v, size_t vle
         s->cold_next = key.num;
     s->cold_count++;
     s->queued_bytes += r.message.payload_len;
-    atomic_store_explicit(&s->queued_count,
-                          (uint32_t)(s->queue.count + s->cold_count > UINT32_MAX
-                                         ? UINT32_MAX : s->queue.count + s->cold_count),
-                          memory_order_relaxed);
+    session_queue_mirror(s);
     L->cold++;
     return 0;
 }

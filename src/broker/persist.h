@@ -10,7 +10,9 @@
  *
  * Stored: persistent sessions (expiry > 0) with their will, subscriptions,
  * QoS 1/2 deliveries queued or in flight for them (with packet id and
- * state), inbound QoS 2 packet ids awaiting PUBREL, and retained messages.
+ * state; beyond store_queue_memory, queued ones on disk only and read back
+ * as the session catches up), inbound QoS 2 packet ids awaiting PUBREL,
+ * retained messages and delayed publishes.
  */
 #ifndef PETREL_BROKER_PERSIST_H
 #define PETREL_BROKER_PERSIST_H

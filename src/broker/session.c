@@ -97,7 +97,7 @@ static void ring_clear(struct delivery_ring *r)
 
 /* Keep the atomic mirror of the queue depth in step (read by other
  * workers for publisher pacing); what waits on disk counts too. */
-static void queue_mirror(struct session *s)
+void session_queue_mirror(struct session *s)
 {
     uint64_t n = s->queue.count + s->cold_count;
     atomic_store_explicit(&s->queued_count, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n,
@@ -538,7 +538,7 @@ void session_cold_lost(struct session *s)
         if (!(d->flags & DELIVERY_FEED))
             s->queued_bytes += d->msg->payload_len;
     }
-    queue_mirror(s);
+    session_queue_mirror(s);
 }
 
 static bool online(const struct session *s)
@@ -596,7 +596,7 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
         persist_delivery_spill(w, s, d);
         message_unref(d->msg);
         s->cold_count++;
-        queue_mirror(s);
+        session_queue_mirror(s);
         return;
     }
     if (ring_push(&s->queue, d) < 0) {
@@ -605,7 +605,7 @@ void session_deliver(struct worker *w, struct session *s, struct delivery *d)
         return;
     }
     mem_add(w, s, d);
-    queue_mirror(s);
+    session_queue_mirror(s);
 }
 
 int session_refill_push(struct worker *w, struct session *s, struct delivery *d)
@@ -614,7 +614,7 @@ int session_refill_push(struct worker *w, struct session *s, struct delivery *d)
         return -1;
     s->cold_count--;
     mem_add(w, s, d);
-    queue_mirror(s);
+    session_queue_mirror(s);
     return 0;
 }
 
@@ -639,7 +639,7 @@ static bool feed_next(struct worker *w, struct session *s, struct retained_feed 
     if (f->pos == f->count) {
         struct delivery done;
         ring_pop_front(&s->queue, &done);
-        queue_mirror(s);
+        session_queue_mirror(s);
         feed_free(f);
         return true;
     }
@@ -711,7 +711,7 @@ void session_feed_start(struct worker *w, struct session *s, struct retained_fee
     /* Stored, they sort before what arrives after this SUBSCRIBE, as in
      * the queue: their sequence numbers are taken now. */
     f->seq_base = persist_reserve_seqs(w, s, f->count);
-    queue_mirror(s);
+    session_queue_mirror(s);
     session_pump(w, s);
 }
 
@@ -734,7 +734,7 @@ void session_pump(struct worker *w, struct session *s)
                 break;
             struct delivery d;
             ring_pop_front(&s->queue, &d);
-            queue_mirror(s);
+            session_queue_mirror(s);
             s->queued_bytes -= d.msg->payload_len;
             mem_sub(w, s, &d);
             if (d.msg->expiry_at) {
@@ -807,7 +807,7 @@ int session_restore_delivery(struct session *s, struct delivery *d)
     } else {
         s->queued_bytes += d->msg->payload_len;
         mem_add(s->worker, s, d);
-        queue_mirror(s);
+        session_queue_mirror(s);
     }
     return 0;
 }
@@ -985,7 +985,7 @@ void session_requeue_shared(struct worker *w, struct session *s)
                     w->queue_mem -= mem;
                 }
                 ring_remove(rings[r], i); /* the reference moved */
-                queue_mirror(s);
+                session_queue_mirror(s);
                 continue;
             }
             i++;
@@ -1037,7 +1037,7 @@ void session_end(struct worker *w, struct session *s)
     w->queue_mem -= s->queue_mem;
     s->queue_mem = 0;
     s->cold_count = 0;
-    queue_mirror(s);
+    session_queue_mirror(s);
     atomic_store_explicit(&s->inflight_count, 0, memory_order_relaxed);
     table_remove(&w->sessions, s);
     STAT_ADD(&w->stats, sessions, (uint64_t)-1);

@@ -166,6 +166,8 @@ void session_pump(struct worker *w, struct session *s);
  * (session_run_pumps). */
 void session_pump_soon(struct worker *w, struct session *s);
 void session_run_pumps(struct worker *w);
+/* Publish the queue depth (in memory and on disk) to other workers. */
+void session_queue_mirror(struct session *s);
 /* Its messages on disk could not be read back: forget them. */
 void session_cold_lost(struct session *s);
 

@@ -116,9 +116,9 @@ struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t 
     rocksdb_options_set_max_write_buffer_number(st->opts, 4);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
     rocksdb_options_set_compression(st->opts, rocksdb_no_compression);
-    /* The broker never reads while it runs (only store_scan at startup),
-     * so the write buffer is an unsorted vector, sorted once when it is
-     * flushed: a skip list compared keys on every insert, which took about
+    /* The broker reads only at startup and, rarely, to bring a queue back
+     * from disk (thousands of records per read), so the write buffer is an
+     * unsorted vector, sorted once when it is flushed: a skip list compared keys on every insert, which took about
      * 70% of the broker's CPU under durable QoS 1 load
      * (docs/benchmarks.md). A vector cannot take concurrent inserts;
      * commits from several workers are still grouped into one write. */

@@ -1,7 +1,8 @@
 /* store.h - the durable store: an ordered key-value engine behind a small
  * interface (RocksDB today, store.c). The broker writes records of
  * record.h in batches, one batch per worker, committed atomically at the
- * end of a loop iteration, and reads everything back once at startup.
+ * end of a loop iteration, and reads everything back at startup (and, at
+ * run time, queues that were kept on disk only).
  *
  * Thread safety: store_commit and store_scan may be called from any
  * thread; a batch belongs to one thread.
