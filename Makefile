@@ -53,7 +53,7 @@ test-tsan: deps
 	  $(PYTHON) -m pytest -q --timeout=180 tests/integration
 
 $(FUZZ_BUILD)/Makefile: CMakeLists.txt
-	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_FUZZ=ON
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPETREL_FUZZ=ON
 
 fuzz-build: deps $(FUZZ_BUILD)/Makefile
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)

@@ -61,6 +61,7 @@ struct broker {
     _Atomic uint8_t store_failed;  /* the last commit failed: the reason code
                                       for refused QoS 1/2 PUBLISH, else 0 */
     atomic_bool store_low;         /* free space below store_min_free */
+    atomic_bool store_reopen_failed; /* store_recover failed (logged once) */
 };
 
 extern struct broker *g_broker;

@@ -182,6 +182,19 @@ static void check_space(struct worker *w)
             log_notice("store: %llu MiB free again, accepting QoS 1/2 messages",
                        (unsigned long long)(free_bytes >> 20));
     }
+    /* The engine stops after a failed write and is reopened once there is
+     * room again (store.h); until then commits fail and the probe in
+     * persist_commit keeps QoS 1/2 messages refused. */
+    if (store_needs_recovery(b->store) && !atomic_load(&b->store_low)) {
+        char err[512];
+        int rc = store_recover(b->store, err, sizeof(err));
+        if (rc > 0)
+            log_notice("store: engine reopened after its failure");
+        else if (rc < 0 && !atomic_exchange(&b->store_reopen_failed, true))
+            log_error("%s: trying again every second", err);
+        if (rc > 0)
+            atomic_store(&b->store_reopen_failed, false);
+    }
 }
 
 void persist_commit(struct worker *w, bool force)

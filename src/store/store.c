@@ -9,13 +9,16 @@
  */
 #include "store/store.h"
 
+#include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sys/statvfs.h>
 
+#include "store/engine_hooks.h"
 #include "store/record.h"
 
 struct store {
@@ -26,6 +29,12 @@ struct store {
     rocksdb_writeoptions_t *wsync, *wasync;
     rocksdb_readoptions_t *rd;
     char *dir;
+    /* Held shared around every call into the engine, exclusively while
+     * store_recover closes and opens it again (db is NULL if that
+     * failed). */
+    pthread_rwlock_t lock;
+    bool lock_ready;
+    atomic_bool broken; /* the engine reported an error: reopen it */
 };
 
 /* Under ThreadSanitizer the engine is entered by one thread at a time.
@@ -35,14 +44,13 @@ struct store {
  * race. Serialized, group commit is off, which costs only speed; the
  * broker's own synchronization is still checked. */
 #ifdef PETREL_TSAN_BUILD
-#include <pthread.h>
-static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
-#define ENGINE_ENTER() pthread_mutex_lock(&engine_lock)
-#define ENGINE_LEAVE() pthread_mutex_unlock(&engine_lock)
+#define ENGINE_ENTER(st) pthread_rwlock_wrlock(&(st)->lock)
 #else
-#define ENGINE_ENTER() ((void)0)
-#define ENGINE_LEAVE() ((void)0)
+#define ENGINE_ENTER(st) pthread_rwlock_rdlock(&(st)->lock)
 #endif
+#define ENGINE_LEAVE(st) pthread_rwlock_unlock(&(st)->lock)
+
+#define CLOSED "the store is closed after a failure"
 
 struct store_batch {
     rocksdb_writebatch_t *wb;
@@ -84,7 +92,9 @@ static int check_format(struct store *st, char *err, size_t errlen)
     uint8_t val[8];
     size_t vl = rec_meta_encode(val, sizeof(val));
     char *rerr = NULL;
+    ENGINE_ENTER(st);
     rocksdb_put(st->db, st->wsync, (const char *)key, klen, (const char *)val, vl, &rerr);
+    ENGINE_LEAVE(st);
     if (rerr) {
         set_err(err, errlen, "cannot write to the store", rerr);
         return -1;
@@ -92,10 +102,24 @@ static int check_format(struct store *st, char *err, size_t errlen)
     return 0;
 }
 
+static void engine_failed(void *arg, const char *what)
+{
+    struct store *st = arg;
+    atomic_store(&st->broken, true);
+}
+
 struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t errlen)
 {
     struct store *st = calloc(1, sizeof(*st));
-    if (!st) {
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* A reopen must not wait behind a stream of commits. */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    if (st && pthread_rwlock_init(&st->lock, &ra) == 0)
+        st->lock_ready = true;
+    pthread_rwlockattr_destroy(&ra);
+    if (!st || !st->lock_ready) {
+        free(st);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -105,7 +129,7 @@ struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t 
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_set_paranoid_checks(st->opts, 1);
     rocksdb_options_set_max_open_files(st->opts, 256);
-    rocksdb_options_set_keep_log_file_num(st->opts, 2);
+    engine_hooks_install(st->opts, engine_failed, st);
     /* Memory: half for write buffers (four of an eighth each), half for
      * the block cache. Most records live a few milliseconds (a message
      * from PUBLISH to PUBACK): large write buffers let the delete meet its
@@ -166,8 +190,41 @@ void store_close(struct store *st)
         rocksdb_block_based_options_destroy(st->table);
     if (st->cache)
         rocksdb_cache_destroy(st->cache);
+    if (st->lock_ready)
+        pthread_rwlock_destroy(&st->lock);
     free(st->dir);
     free(st);
+}
+
+bool store_needs_recovery(const struct store *st)
+{
+    return atomic_load_explicit(&st->broken, memory_order_relaxed);
+}
+
+int store_recover(struct store *st, char *err, size_t errlen)
+{
+    if (!atomic_load(&st->broken))
+        return 0;
+    int rc = 0;
+    pthread_rwlock_wrlock(&st->lock);
+    if (atomic_exchange(&st->broken, false)) {
+        /* Closing does not write the write buffers out (engine_hooks.h):
+         * they are in the log, which opening replays up to its last whole
+         * record. */
+        if (st->db)
+            rocksdb_close(st->db);
+        char *rerr = NULL;
+        st->db = rocksdb_open(st->opts, st->dir, &rerr);
+        if (st->db) {
+            rc = 1;
+        } else {
+            set_err(err, errlen, "cannot reopen the store", rerr);
+            atomic_store(&st->broken, true);
+            rc = -1;
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
 }
 
 struct store_batch *store_batch_new(void)
@@ -239,11 +296,17 @@ int store_commit(struct store *st, struct store_batch *b, bool sync, char *err, 
     if (rocksdb_writebatch_count(b->wb) == 0)
         return 0;
     char *rerr = NULL;
-    ENGINE_ENTER();
-    rocksdb_write(st->db, sync ? st->wsync : st->wasync, b->wb, &rerr);
-    ENGINE_LEAVE();
+    ENGINE_ENTER(st);
+    if (st->db)
+        rocksdb_write(st->db, sync ? st->wsync : st->wasync, b->wb, &rerr);
+    bool closed = !st->db;
+    ENGINE_LEAVE(st);
     rocksdb_writebatch_clear(b->wb); /* and its save points */
     b->marked = false;
+    if (closed) {
+        snprintf(err, errlen, "store write failed: " CLOSED);
+        return -1;
+    }
     if (rerr) {
         set_err(err, errlen, "store write failed", rerr);
         return -1;
@@ -269,9 +332,16 @@ size_t store_batch_bytes(const struct store_batch *b)
 int store_sync(struct store *st, char *err, size_t errlen)
 {
     char *rerr = NULL;
-    ENGINE_ENTER();
-    rocksdb_flush_wal(st->db, 1, &rerr);
-    ENGINE_LEAVE();
+    ENGINE_ENTER(st);
+    /* Not after a failure: syncing a log that failed would abort. */
+    bool closed = !st->db || atomic_load(&st->broken);
+    if (!closed)
+        rocksdb_flush_wal(st->db, 1, &rerr);
+    ENGINE_LEAVE(st);
+    if (closed) {
+        snprintf(err, errlen, "store sync failed: " CLOSED);
+        return -1;
+    }
     if (rerr) {
         set_err(err, errlen, "store sync failed", rerr);
         return -1;
@@ -287,7 +357,11 @@ int store_scan(struct store *st, const void *prefix, size_t plen, store_scan_fn 
 int store_scan_from(struct store *st, const void *prefix, size_t plen, const void *from,
                     size_t flen, store_scan_fn fn, void *arg)
 {
-    ENGINE_ENTER();
+    ENGINE_ENTER(st);
+    if (!st->db) {
+        ENGINE_LEAVE(st);
+        return -1;
+    }
     rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rd);
     int rc = 0;
     for (rocksdb_iter_seek(it, from, flen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -307,15 +381,18 @@ int store_scan_from(struct store *st, const void *prefix, size_t plen, const voi
         rc = -1;
     }
     rocksdb_iter_destroy(it);
-    ENGINE_LEAVE();
+    ENGINE_LEAVE(st);
     return rc;
 }
 
 int store_get(struct store *st, const void *k, size_t klen, uint8_t **v, size_t *vlen)
 {
     char *rerr = NULL;
-    char *val = rocksdb_get(st->db, st->rd, k, klen, vlen, &rerr);
-    if (rerr) {
+    ENGINE_ENTER(st);
+    char *val = st->db ? rocksdb_get(st->db, st->rd, k, klen, vlen, &rerr) : NULL;
+    bool closed = !st->db;
+    ENGINE_LEAVE(st);
+    if (rerr || closed) {
         rocksdb_free(rerr);
         return -1;
     }

@@ -50,6 +50,14 @@ size_t store_batch_bytes(const struct store_batch *b);
 /* Free bytes on the store's filesystem for an unprivileged writer, or -1. */
 int64_t store_free_bytes(const struct store *st);
 
+/* After a failed write the engine refuses writes until it is reopened
+ * (engine_hooks.h). store_recover closes and opens it again, waiting for
+ * the calls in progress and holding back new ones meanwhile: returns 1
+ * if it did, 0 if nothing needed it, -1 with a reason in err (then every
+ * call fails until a later store_recover succeeds). */
+bool store_needs_recovery(const struct store *st);
+int store_recover(struct store *st, char *err, size_t errlen);
+
 /* Put everything committed so far on stable storage. */
 int store_sync(struct store *st, char *err, size_t errlen);
 
