@@ -62,6 +62,7 @@ struct broker {
                                       for refused QoS 1/2 PUBLISH, else 0 */
     atomic_bool store_low;         /* free space below store_min_free */
     atomic_bool store_reopen_failed; /* store_recover failed (logged once) */
+    atomic_size_t retained_stored; /* R records: retained messages on disk */
 };
 
 extern struct broker *g_broker;

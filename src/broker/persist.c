@@ -13,6 +13,7 @@
 #include "broker/retain.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "mqtt/topic.h"
 #include "net/conn.h"
 #include "net/worker.h"
 #include "store/record.h"
@@ -197,8 +198,11 @@ static void check_space(struct worker *w)
     }
 }
 
+static void pending_clear(struct worker *w);
+
 void persist_commit(struct worker *w, bool force)
 {
+    w->commits++;
     if (!on(w))
         return;
     if (w->store_bytes >= SPACE_CHECK_BYTES || w->now >= w->next_space_check)
@@ -239,7 +243,9 @@ void persist_commit(struct worker *w, bool force)
         w->store_unsynced = true;
     }
     w->store_bytes += store_batch_bytes(w->batch);
-    if (store_commit(w->broker->store, w->batch, sync, err, sizeof(err)) == 0) {
+    int committed = store_commit(w->broker->store, w->batch, sync, err, sizeof(err));
+    pending_clear(w);
+    if (committed == 0) {
         if (atomic_exchange(&w->broker->store_failed, 0))
             log_notice("store writable again");
         return;
@@ -609,18 +615,201 @@ void persist_delayed_done(struct worker *w, const struct delayed_msg *item)
     store_batch_delete(w->batch, k, rec_key_delayed(k, item->store_due, item->store_id));
 }
 
-void persist_retained(struct worker *w, const struct message *m)
+/* ---- retained messages ------------------------------------------------- */
+
+/* With a store, clients' retained messages live in R records only, so that
+ * memory stays flat however many there are; a SUBSCRIBE reads them back a
+ * chunk at a time (persist_retained_scan). The broker's own $SYS topics
+ * stay in the in-memory trie (retain.c), as does everything without a
+ * store. broker->retained_stored counts the R records: whether a topic
+ * had one is looked up in what this worker has not committed yet
+ * (w->retained_pending, emptied by each commit), then in the store. */
+
+struct pending_topic {
+    struct level_key key; /* first: the table points at it */
+    bool present;
+    uint8_t topic[];
+};
+
+static bool is_sys(const struct message *m)
 {
-    if (!on(w) || (m->topic_len >= 4 && memcmp(m->topic, "$SYS", 4) == 0))
+    return m->topic_len >= 4 && memcmp(m->topic, "$SYS", 4) == 0;
+}
+
+static struct pending_topic *pending_find(struct worker *w, const struct message *m,
+                                          uint32_t h)
+{
+    return (struct pending_topic *)level_find(&w->retained_pending, h,
+                                              (const uint8_t *)m->topic, m->topic_len);
+}
+
+static void pending_clear(struct worker *w)
+{
+    struct level_key *k;
+    while ((k = level_pop(&w->retained_pending)))
+        free(k);
+    level_table_free(&w->retained_pending);
+}
+
+bool persist_retained_on_disk(const struct worker *w)
+{
+    return on(w);
+}
+
+void persist_retain(struct worker *w, struct message *m)
+{
+    if (!on(w) || is_sys(m)) {
+        retain_set(w->broker->retain, m);
         return;
+    }
+    if (!w->retained_seed)
+        w->retained_seed = level_seed(w) | 1;
+    uint32_t h = level_hash(w->retained_seed, (const uint8_t *)m->topic, m->topic_len);
+    struct pending_topic *p = pending_find(w, m, h);
+    bool had;
     size_t klen = rec_key_retained(key_buf, m->topic, m->topic_len);
-    if (m->payload_len == 0) {
+    if (p) {
+        had = p->present;
+    } else {
+        uint8_t *v = NULL;
+        size_t vlen = 0;
+        had = store_get(w->broker->store, key_buf, klen, &v, &vlen) > 0;
+        free(v);
+        p = malloc(sizeof(*p) + m->topic_len);
+        if (p) {
+            memcpy(p->topic, m->topic, m->topic_len);
+            p->key = (struct level_key){.hval = h, .len = m->topic_len, .bytes = p->topic};
+            if (level_add(&w->retained_pending, &p->key) < 0) {
+                free(p);
+                p = NULL;
+            }
+        }
+    }
+    bool present = m->payload_len > 0;
+    if (p)
+        p->present = present;
+    if (present && !had)
+        atomic_fetch_add(&w->broker->retained_stored, 1);
+    else if (!present && had)
+        atomic_fetch_sub(&w->broker->retained_stored, 1);
+    if (!present) {
         store_batch_delete(w->batch, key_buf, klen);
         return;
     }
     struct rec_message r;
     rec_from_message(&r, m);
     put_value(w, key_buf, klen, enc_message, &r);
+}
+
+/* The filter's part before its first wildcard level, which every matching
+ * topic starts with: "a/b/+/c" gives "a/b/", "a/b/#" gives "a/b" (the
+ * filter matches "a/b" itself), "#" and "+/x" give nothing. */
+static size_t literal_prefix(const uint8_t *f, size_t flen, bool *exact)
+{
+    size_t level = 0;
+    for (size_t i = 0; i <= flen; i++) {
+        if (i == flen) {
+            *exact = true;
+            return flen;
+        }
+        if (f[i] == '/') {
+            level = i + 1;
+        } else if (f[i] == '+' || f[i] == '#') {
+            *exact = false;
+            return f[i] == '#' && level > 0 ? level - 1 : level;
+        }
+    }
+    return flen;
+}
+
+struct scan {
+    struct retained_scan *rs;
+    void (*add)(void *arg, struct message *m);
+    void *arg;
+    size_t keys, matches, max_keys, max_matches;
+    uint64_t now;
+};
+
+static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg)
+{
+    struct scan *S = arg;
+    struct retained_scan *rs = S->rs;
+    S->keys++;
+    /* Where to go on from: just after this key. */
+    if (klen + 1 > rs->at_cap) {
+        uint8_t *a = realloc(rs->at, klen + 1);
+        if (!a)
+            return -1;
+        rs->at = a;
+        rs->at_cap = klen + 1;
+    }
+    memcpy(rs->at, k, klen);
+    rs->at[klen] = 0;
+    rs->at_len = klen + 1;
+    struct rec_message r;
+    if (topic_matches(rs->filter, rs->filter_len, k + 1, klen - 1) &&
+        rec_message_decode(v, vlen, &r) && !(r.expiry_at && r.expiry_at <= S->now)) {
+        struct message *m = message_from_rec(&r);
+        if (m) {
+            S->add(S->arg, m);
+            S->matches++;
+        }
+    }
+    return S->keys >= S->max_keys || S->matches >= S->max_matches;
+}
+
+int persist_retained_scan(struct worker *w, struct retained_scan *rs, size_t max_keys,
+                          size_t max_matches, void (*add)(void *arg, struct message *m),
+                          void *arg)
+{
+    if (rs->done)
+        return 0;
+    struct store *st = w->broker->store;
+    if (!st) {
+        rs->done = true;
+        return 0;
+    }
+    bool exact;
+    size_t plen = literal_prefix(rs->filter, rs->filter_len, &exact);
+    uint8_t *prefix = malloc(plen + 1);
+    if (!prefix)
+        return -1;
+    prefix[0] = REC_RETAINED;
+    memcpy(prefix + 1, rs->filter, plen);
+    struct scan S = {.rs = rs, .add = add, .arg = arg, .max_keys = max_keys,
+                     .max_matches = max_matches, .now = clock_wall_ms()};
+    int rc;
+    if (exact) {
+        /* One topic: one lookup. */
+        uint8_t *v = NULL;
+        size_t vlen = 0;
+        rc = store_get(st, prefix, plen + 1, &v, &vlen);
+        if (rc > 0)
+            rc = scan_one(prefix, plen + 1, v, vlen, &S) < 0 ? -1 : 0;
+        free(v);
+        rs->done = rc >= 0;
+    } else if (rs->at_len) {
+        rc = store_scan_from(st, prefix, plen + 1, rs->at, rs->at_len, scan_one, &S);
+    } else {
+        rc = store_scan(st, prefix, plen + 1, scan_one, &S);
+    }
+    free(prefix);
+    if (rc < 0) {
+        log_error("store: cannot read retained messages for %.*s", (int)rs->filter_len,
+                  (const char *)rs->filter);
+        rs->done = true;
+        return -1;
+    }
+    if (rc == 0)
+        rs->done = true;
+    return (int)S.matches;
+}
+
+void persist_retained_scan_free(struct retained_scan *rs)
+{
+    free(rs->at);
+    free(rs->filter);
+    memset(rs, 0, sizeof(*rs));
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -938,11 +1127,7 @@ static int load_retained(const uint8_t *k, size_t klen, const uint8_t *v, size_t
         store_batch_delete(L->fix, k, klen);
         return 0;
     }
-    struct message *m = message_from_rec(&r);
-    if (!m)
-        return -1;
-    retain_set(L->b->retain, m);
-    message_unref(m);
+    /* They stay on disk (persist_retain): only counted. */
     L->retained++;
     return 0;
 }
@@ -994,6 +1179,7 @@ int persist_load(struct broker *b)
         rc = -1;
     }
     store_batch_free(L.fix);
+    atomic_store(&b->retained_stored, L.retained);
     if (rc != 0) {
         log_error("cannot read the store: it is damaged or unreadable");
         return -1;

@@ -85,8 +85,31 @@ void persist_delayed(struct worker *w, struct delayed_msg *item);
 void persist_delayed_done(struct worker *w, const struct delayed_msg *item);
 
 void persist_qos2_in(struct worker *w, struct session *s, uint16_t pid, bool add);
-/* A retained message was set (or cleared, with an empty payload). */
-void persist_retained(struct worker *w, const struct message *m);
+/* Set the retained message of m's topic (clear it, with an empty
+ * payload): on disk with a store (except the broker's $SYS topics), in the
+ * in-memory trie (retain.c) otherwise. */
+void persist_retain(struct worker *w, struct message *m);
+/* Are clients' retained messages on disk (then SUBSCRIBE reads them with
+ * persist_retained_scan, besides matching the trie)? */
+bool persist_retained_on_disk(const struct worker *w);
+
+/* Where a read of the stored retained messages matching a filter goes on:
+ * filter is owned (malloc'd), at is the key to go on from. */
+struct retained_scan {
+    uint8_t *filter;
+    size_t filter_len;
+    uint8_t *at;
+    size_t at_len, at_cap;
+    bool done;
+};
+/* Pass up to max_matches matching retained messages (a reference each) to
+ * add, looking at no more than max_keys records, in topic order, from
+ * where the last call stopped. Returns the number passed, -1 on a read
+ * error; rs->done once the last record was looked at. */
+int persist_retained_scan(struct worker *w, struct retained_scan *rs, size_t max_keys,
+                          size_t max_matches, void (*add)(void *arg, struct message *m),
+                          void *arg);
+void persist_retained_scan_free(struct retained_scan *rs);
 
 /* Non-zero while the store cannot be written, or its filesystem has less
  * than store_min_free left: the reason code to refuse QoS 1/2 PUBLISH

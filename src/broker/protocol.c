@@ -643,8 +643,7 @@ static enum protocol_result handle_publish(struct worker *w, struct conn *c,
         worker_delay(w, m, w->now + (uint64_t)delay * 1000u);
     } else {
         if (pub->retain) {
-            retain_set(w->broker->retain, m);
-            persist_retained(w, m);
+            persist_retain(w, m);
         }
         routed = worker_route_from(w, m, &backed_up);
         message_unref(m);
@@ -763,6 +762,8 @@ static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
         if (feed) {
             size_t flen = mounted_filter(c, &f, fbuf, sizeof(fbuf));
             retain_match(w->broker->retain, fbuf, flen, clock_wall_ms(), session_feed_add, feed);
+            if (session_feed_disk(w, feed, fbuf, flen) < 0)
+                log_warning("out of memory reading retained messages for %s", s->client_id);
             session_feed_start(w, s, feed);
         }
         i++;

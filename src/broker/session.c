@@ -79,6 +79,10 @@ static void feed_free(struct retained_feed *f)
     for (size_t i = f->pos; i < f->count; i++)
         message_unref(f->msgs[i]);
     free(f->msgs);
+    if (f->disk) {
+        persist_retained_scan_free(f->disk);
+        free(f->disk);
+    }
     free(f);
 }
 
@@ -500,6 +504,8 @@ void session_output_written(struct worker *w, struct session *s, size_t unsent)
         session_pump_soon(w, s);
 }
 
+static void session_pump_later(struct worker *w, struct session *s);
+
 void session_pump_soon(struct worker *w, struct session *s)
 {
     /* Output written while the worker flushes would leave before what it
@@ -509,6 +515,13 @@ void session_pump_soon(struct worker *w, struct session *s)
         session_pump(w, s);
         return;
     }
+    session_pump_later(w, s);
+}
+
+/* A pump at the next loop iteration, even when the worker is not
+ * flushing (a feed reading the store a stretch at a time). */
+static void session_pump_later(struct worker *w, struct session *s)
+{
     if (s->pump_queued)
         return;
     s->pump_queued = true;
@@ -519,9 +532,12 @@ void session_pump_soon(struct worker *w, struct session *s)
 
 void session_run_pumps(struct worker *w)
 {
-    while (w->pumps) {
-        struct session *s = w->pumps;
-        w->pumps = s->pump_next;
+    /* Pumps queued meanwhile run at the next iteration. */
+    struct session *list = w->pumps;
+    w->pumps = NULL;
+    while (list) {
+        struct session *s = list;
+        list = s->pump_next;
         s->pump_queued = false;
         if (!s->dead)
             session_pump(w, s);
@@ -630,13 +646,42 @@ static struct delivery feed_delivery(const struct retained_feed *f, struct messa
     return d;
 }
 
+#define FEED_CHUNK 64        /* stored retained messages read at a time */
+#define FEED_SCAN_KEYS 1024  /* records looked at per read, matching or not */
+
+/* The next chunk of the feed's stored retained messages. 1: there is one;
+ * 0: there is no more; -1: not now (before the SUBSCRIBE's iteration is
+ * committed, or a stretch without matches), a pump is due at the next
+ * iteration. */
+static int feed_refill(struct worker *w, struct session *s, struct retained_feed *f)
+{
+    if (!f->disk || f->disk->done)
+        return 0;
+    if (w->commits == f->start_commit) {
+        session_pump_later(w, s);
+        return -1;
+    }
+    f->pos = f->count = 0;
+    int n = persist_retained_scan(w, f->disk, FEED_SCAN_KEYS, FEED_CHUNK, session_feed_add, f);
+    if (n > 0)
+        return 1;
+    if (n == 0 && !f->disk->done) {
+        session_pump_later(w, s);
+        return -1;
+    }
+    return 0;
+}
+
 /* Hand out the next retained message of the feed at the head of the
  * queue, or drop the feed once it is done. False when the connection
  * cannot take the next one yet. */
 static bool feed_next(struct worker *w, struct session *s, struct retained_feed *f,
                       uint64_t *now)
 {
-    if (f->pos == f->count) {
+    int more = f->pos < f->count ? 1 : feed_refill(w, s, f);
+    if (more < 0)
+        return false;
+    if (!more) {
         struct delivery done;
         ring_pop_front(&s->queue, &done);
         session_queue_mirror(s);
@@ -657,7 +702,10 @@ static bool feed_next(struct worker *w, struct session *s, struct retained_feed 
         }
     }
     struct delivery d = feed_delivery(f, m);
-    persist_delivery_new_at(w, s, &d, f->seq_base ? f->seq_base + f->pos - 1 : 0);
+    f->taken++;
+    persist_delivery_new_at(w, s, &d,
+                            f->seq_base && f->taken <= FEED_SEQ_SPAN ? f->seq_base + f->taken - 1
+                                                                      : 0);
     send_now(w, s, &d);
     return true;
 }
@@ -691,7 +739,7 @@ void session_feed_add(void *feed, struct message *m)
 
 void session_feed_start(struct worker *w, struct session *s, struct retained_feed *f)
 {
-    if (f->count == 0) {
+    if (f->count == 0 && !f->disk) {
         feed_free(f);
         return;
     }
@@ -700,19 +748,44 @@ void session_feed_start(struct worker *w, struct session *s, struct retained_fee
      * they are delivered now, and go to disk like the rest. */
     struct delivery marker = {.flags = DELIVERY_FEED, .feed = f};
     if (s->cold_count || ring_push(&s->queue, &marker) < 0) {
-        for (; f->pos < f->count; f->pos++) {
-            struct delivery d = feed_delivery(f, f->msgs[f->pos]);
-            persist_delivery_new(w, s, &d);
-            session_deliver(w, s, &d);
+        for (;;) {
+            for (; f->pos < f->count; f->pos++) {
+                struct delivery d = feed_delivery(f, f->msgs[f->pos]);
+                persist_delivery_new(w, s, &d);
+                session_deliver(w, s, &d);
+            }
+            if (!f->disk || f->disk->done)
+                break;
+            f->pos = f->count = 0;
+            if (persist_retained_scan(w, f->disk, FEED_SCAN_KEYS, FEED_CHUNK, session_feed_add,
+                                      f) < 0)
+                break;
         }
         feed_free(f);
         return;
     }
     /* Stored, they sort before what arrives after this SUBSCRIBE, as in
      * the queue: their sequence numbers are taken now. */
-    f->seq_base = persist_reserve_seqs(w, s, f->count);
+    f->seq_base = persist_reserve_seqs(w, s, f->disk ? FEED_SEQ_SPAN : f->count);
+    f->start_commit = w->commits;
     session_queue_mirror(s);
     session_pump(w, s);
+}
+
+int session_feed_disk(struct worker *w, struct retained_feed *f, const uint8_t *filter,
+                      size_t len)
+{
+    if (!persist_retained_on_disk(w))
+        return 0;
+    f->disk = calloc(1, sizeof(*f->disk));
+    if (!f->disk || !(f->disk->filter = malloc(len ? len : 1))) {
+        free(f->disk);
+        f->disk = NULL;
+        return -1;
+    }
+    memcpy(f->disk->filter, filter, len);
+    f->disk->filter_len = len;
+    return 0;
 }
 
 void session_pump(struct worker *w, struct session *s)
@@ -936,8 +1009,7 @@ static void publish_will(struct worker *w, struct session *s)
         m->expiry_at = clock_wall_ms() + (uint64_t)s->will_expiry * 1000u;
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
     if (m->retain && w->broker->conf->retain_available) {
-        retain_set(w->broker->retain, m);
-        persist_retained(w, m);
+        persist_retain(w, m);
     }
     worker_route(w, m);
     message_unref(m);

@@ -39,12 +39,24 @@ enum delivery_flags {
  * that a subscription matching a million of them neither builds a million
  * deliveries at once nor lets newer messages overtake them. */
 struct retained_feed {
-    struct message **msgs;      /* references, in match order */
+    struct message **msgs;      /* references, in match order: the in-memory
+                                   matches, then a chunk read from disk */
     size_t count, cap, pos;
     uint8_t qos;                /* granted QoS of the subscription */
     uint32_t sub_id;            /* its subscription identifier; 0 = none */
-    uint64_t seq_base;          /* stored: msgs[i] gets seq seq_base + i */
+    uint64_t seq_base;          /* stored: the n-th message handed out gets
+                                   seq_base + n (FEED_SEQ_SPAN reserved) */
+    uint64_t taken;             /* messages handed out so far */
+    /* With a store: the stored retained messages, read a chunk at a time
+     * as the connection takes them, from the iteration after the
+     * SUBSCRIBE (once what that iteration set is committed). */
+    struct retained_scan *disk;
+    uint64_t start_commit;      /* the worker's commit count at SUBSCRIBE */
 };
+
+/* Sequence numbers a stored feed reserves: it keeps its place among
+ * stored deliveries for that many messages. */
+#define FEED_SEQ_SPAN (1ull << 24)
 
 /* One message for one session, queued or in flight. */
 struct delivery {
@@ -177,6 +189,9 @@ void session_cold_lost(struct session *s);
  * arrives later. */
 struct retained_feed *session_feed_new(uint8_t qos, uint32_t sub_id);
 void session_feed_add(void *feed, struct message *m);
+/* Read the stored retained messages matching filter too. */
+int session_feed_disk(struct worker *w, struct retained_feed *f, const uint8_t *filter,
+                      size_t len);
 void session_feed_start(struct worker *w, struct session *s, struct retained_feed *f);
 
 /* After (re)connect: resend in-flight messages (with DUP, PUBREL for QoS 2

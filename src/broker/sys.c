@@ -127,7 +127,7 @@ void sys_publish(struct worker *w)
     put(w, "$SYS/broker/bytes/received", "%llu", (unsigned long long)BROKER_STAT(b, bytes_received));
     put(w, "$SYS/broker/bytes/sent", "%llu", (unsigned long long)BROKER_STAT(b, bytes_sent));
     put(w, "$SYS/broker/subscriptions/count", "%zu", router_count(b->router));
-    put(w, "$SYS/broker/retained messages/count", "%zu", retain_count(b->retain));
+    put(w, "$SYS/broker/retained messages/count", "%zu", retain_count(b->retain) + atomic_load(&b->retained_stored));
     struct mallinfo2 mi = mallinfo2();
     size_t heap = mi.uordblks + mi.hblkhd;
     if (heap > heap_maximum)

@@ -525,10 +525,8 @@ static void run_delayed(struct worker *w)
             w->delayed[i] = last;
         /* Forgotten in the batch that stores what routing it causes. */
         persist_delayed_done(w, &due);
-        if (m->retain && w->broker->conf->retain_available) {
-            retain_set(w->broker->retain, m);
-            persist_retained(w, m);
-        }
+        if (m->retain && w->broker->conf->retain_available)
+            persist_retain(w, m);
         worker_route(w, m);
         message_unref(m);
     }

@@ -17,6 +17,7 @@
 
 #include "broker/broker.h"
 #include "broker/session.h"
+#include "util/levels.h"
 
 struct conn;
 struct route;
@@ -95,6 +96,11 @@ struct worker {
     bool flushing;               /* in flush_dirty */
     size_t batch_last_count;     /* the batch's count just after that put */
     uint64_t next_space_check;   /* monotonic ms */
+    /* Topics whose retained message this batch sets or clears (persist.c:
+     * whether a topic has one, before the store knows). */
+    struct level_table retained_pending;
+    uint64_t retained_seed;
+    uint64_t commits;            /* persist_commit calls so far */
 };
 
 struct worker *worker_new(struct broker *b, int id);

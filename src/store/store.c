@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "store/engine_hooks.h"
@@ -159,6 +160,8 @@ struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t 
     st->rd = rocksdb_readoptions_create();
     char *rerr = NULL;
     st->dir = strdup(dir);
+    /* Created here: the engine complains when it is not there yet. */
+    (void)mkdir(dir, 0700);
     st->db = rocksdb_open(st->opts, dir, &rerr);
     if (!st->db) {
         set_err(err, errlen, "cannot open the store", rerr);
