@@ -698,7 +698,12 @@ void persist_retain(struct worker *w, struct message *m)
     }
     struct rec_message r;
     rec_from_message(&r, m);
+    /* A QoS 0 retained message promises nothing to its publisher: it
+     * does not make the commit wait for the disk. */
+    bool sync = w->store_sync;
     put_value(w, key_buf, klen, enc_message, &r);
+    if (m->qos == 0)
+        w->store_sync = sync;
 }
 
 /* The filter's part before its first wildcard level, which every matching
@@ -1137,14 +1142,14 @@ int persist_load(struct broker *b)
     if (!b->store)
         return 0;
     for (int i = 0; i < b->worker_count; i++) {
-        b->workers[i]->batch = store_batch_new();
+        b->workers[i]->batch = store_batch_new(b->store);
         if (!b->workers[i]->batch) {
             log_error("store: out of memory");
             return -1;
         }
     }
     struct load L = {.b = b, .now_wall = clock_wall_ms(), .now_mono = clock_mono_ms()};
-    L.fix = store_batch_new();
+    L.fix = store_batch_new(b->store);
     if (!L.fix)
         return -1;
     uint64_t t0 = clock_mono_ms();

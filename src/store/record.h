@@ -16,9 +16,11 @@
 #include <stdint.h>
 
 /* 2: a delivery may carry its message (REC_DELIVERY_INLINE); queued
- * deliveries kept on disk only (REC_COLD). A store of an earlier version
- * is read and then marked with this one. */
-#define STORE_FORMAT_VERSION 2
+ * deliveries kept on disk only (REC_COLD). 3: retained messages in a
+ * column family of their own ("retained"), moved there when a store of an
+ * earlier version is opened. A store of an earlier version is read and
+ * then marked with this one. */
+#define STORE_FORMAT_VERSION 3
 
 enum record_kind {
     REC_META = 'V',      /* "V": format version */

@@ -22,10 +22,18 @@
 #include "store/engine_hooks.h"
 #include "store/record.h"
 
+/* Column families: retained messages (R records) have their own, with a
+ * skip-list write buffer, because the broker reads them at run time (a
+ * lookup per retained PUBLISH, scans per SUBSCRIBE); everything else is
+ * read only at startup and stays in the default one, with a vector. */
+enum { CF_DEFAULT, CF_RETAINED, CF_COUNT };
+static const char *const cf_names[CF_COUNT] = {"default", "retained"};
+
 struct store {
     rocksdb_t *db;
-    rocksdb_options_t *opts;
-    rocksdb_block_based_table_options_t *table;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_options_t *opts, *ropts;
+    rocksdb_block_based_table_options_t *table, *rtable;
     rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *wsync, *wasync;
     rocksdb_readoptions_t *rd;
@@ -53,15 +61,89 @@ struct store {
 
 #define CLOSED "the store is closed after a failure"
 
-struct store_batch {
-    rocksdb_writebatch_t *wb;
-    bool marked;
-};
-
 static void set_err(char *err, size_t errlen, const char *what, char *rerr)
 {
     snprintf(err, errlen, "%s: %s", what, rerr ? rerr : "unknown error");
     rocksdb_free(rerr);
+}
+
+struct store_batch {
+    struct store *st;
+    rocksdb_writebatch_t *wb;
+    bool marked;
+};
+
+static bool is_retained(const void *k, size_t klen)
+{
+    return klen > 0 && *(const uint8_t *)k == REC_RETAINED;
+}
+
+/* The column family of a key (or of a key prefix), under ENGINE_ENTER. */
+static rocksdb_column_family_handle_t *cf_of(const struct store *st, const void *k, size_t klen)
+{
+    return st->cf[is_retained(k, klen) ? CF_RETAINED : CF_DEFAULT];
+}
+
+static int engine_open(struct store *st, char *err, size_t errlen)
+{
+    const rocksdb_options_t *cfo[CF_COUNT] = {st->opts, st->ropts};
+    char *rerr = NULL;
+    st->db = rocksdb_open_column_families(st->opts, st->dir, CF_COUNT, cf_names, cfo, st->cf,
+                                          &rerr);
+    if (!st->db) {
+        memset(st->cf, 0, sizeof(st->cf));
+        set_err(err, errlen, "cannot open the store", rerr);
+        return -1;
+    }
+    return 0;
+}
+
+static void engine_close(struct store *st)
+{
+    for (int i = 0; i < CF_COUNT; i++) {
+        if (st->cf[i])
+            rocksdb_column_family_handle_destroy(st->cf[i]);
+        st->cf[i] = NULL;
+    }
+    if (st->db)
+        rocksdb_close(st->db);
+    st->db = NULL;
+}
+
+/* Format 3: retained messages move from the default column family to
+ * their own. */
+static int move_retained(struct store *st, char *err, size_t errlen)
+{
+    const char prefix = REC_RETAINED;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->rd, st->cf[CF_DEFAULT]);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    char *rerr = NULL;
+    size_t moved = 0;
+    for (rocksdb_iter_seek(it, &prefix, 1); rocksdb_iter_valid(it) && !rerr;
+         rocksdb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key(it, &klen);
+        if (!is_retained(k, klen))
+            break;
+        const char *v = rocksdb_iter_value(it, &vlen);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_RETAINED], k, klen, v, vlen);
+        rocksdb_writebatch_delete(wb, k, klen);
+        if (++moved % 10000 == 0) {
+            rocksdb_write(st->db, st->wsync, wb, &rerr);
+            rocksdb_writebatch_clear(wb);
+        }
+    }
+    if (!rerr)
+        rocksdb_iter_get_error(it, &rerr);
+    if (!rerr)
+        rocksdb_write(st->db, st->wsync, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_iter_destroy(it);
+    if (rerr) {
+        set_err(err, errlen, "cannot move retained messages to their column family", rerr);
+        return -1;
+    }
+    return 0;
 }
 
 /* The format version: written into an empty store, checked otherwise,
@@ -87,6 +169,8 @@ static int check_format(struct store *st, char *err, size_t errlen)
         }
         if (ver == STORE_FORMAT_VERSION)
             return 0;
+        if (ver < 3 && move_retained(st, err, errlen) < 0)
+            return -1;
         /* Older records are read as they are; what this build writes
          * from now on may be newer, so an older build must refuse it. */
     }
@@ -149,22 +233,34 @@ struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t 
      * commits from several workers are still grouped into one write. */
     rocksdb_options_set_memtable_vector_rep(st->opts);
     rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 0);
-    st->cache = rocksdb_cache_create_lru(cache_bytes - 4 * wbuf);
+    /* Retained messages: two write buffers of a sixteenth, taken from the
+     * block cache's half. */
+    st->ropts = rocksdb_options_create();
+    rocksdb_options_set_write_buffer_size(st->ropts, cache_bytes / 16);
+    rocksdb_options_set_max_write_buffer_number(st->ropts, 2);
+    rocksdb_options_set_compression(st->ropts, rocksdb_no_compression);
+    rocksdb_options_set_create_missing_column_families(st->opts, 1);
+    st->cache = rocksdb_cache_create_lru(cache_bytes - 4 * wbuf - cache_bytes / 8);
     st->table = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(st->table, st->cache);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->table, 1);
     rocksdb_options_set_block_based_table_factory(st->opts, st->table);
+    /* A retained PUBLISH on a new topic looks for one that is not there:
+     * a Bloom filter answers that without reading the tables. */
+    st->rtable = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(st->rtable, st->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->rtable, 1);
+    rocksdb_block_based_options_set_filter_policy(st->rtable,
+                                                  rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_options_set_block_based_table_factory(st->ropts, st->rtable);
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
     st->wasync = rocksdb_writeoptions_create();
     st->rd = rocksdb_readoptions_create();
-    char *rerr = NULL;
     st->dir = strdup(dir);
     /* Created here: the engine complains when it is not there yet. */
     (void)mkdir(dir, 0700);
-    st->db = rocksdb_open(st->opts, dir, &rerr);
-    if (!st->db) {
-        set_err(err, errlen, "cannot open the store", rerr);
+    if (!st->dir || engine_open(st, err, errlen) < 0) {
         store_close(st);
         return NULL;
     }
@@ -179,8 +275,7 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
-    if (st->db)
-        rocksdb_close(st->db);
+    engine_close(st);
     if (st->rd)
         rocksdb_readoptions_destroy(st->rd);
     if (st->wsync)
@@ -189,8 +284,12 @@ void store_close(struct store *st)
         rocksdb_writeoptions_destroy(st->wasync);
     if (st->opts)
         rocksdb_options_destroy(st->opts);
+    if (st->ropts)
+        rocksdb_options_destroy(st->ropts);
     if (st->table)
         rocksdb_block_based_options_destroy(st->table);
+    if (st->rtable)
+        rocksdb_block_based_options_destroy(st->rtable);
     if (st->cache)
         rocksdb_cache_destroy(st->cache);
     if (st->lock_ready)
@@ -214,14 +313,10 @@ int store_recover(struct store *st, char *err, size_t errlen)
         /* Closing does not write the write buffers out (engine_hooks.h):
          * they are in the log, which opening replays up to its last whole
          * record. */
-        if (st->db)
-            rocksdb_close(st->db);
-        char *rerr = NULL;
-        st->db = rocksdb_open(st->opts, st->dir, &rerr);
-        if (st->db) {
+        engine_close(st);
+        if (engine_open(st, err, errlen) == 0) {
             rc = 1;
         } else {
-            set_err(err, errlen, "cannot reopen the store", rerr);
             atomic_store(&st->broken, true);
             rc = -1;
         }
@@ -230,11 +325,12 @@ int store_recover(struct store *st, char *err, size_t errlen)
     return rc;
 }
 
-struct store_batch *store_batch_new(void)
+struct store_batch *store_batch_new(struct store *st)
 {
     struct store_batch *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
+    b->st = st;
     b->wb = rocksdb_writebatch_create();
     return b;
 }
@@ -250,12 +346,26 @@ void store_batch_free(struct store_batch *b)
 void store_batch_put(struct store_batch *b, const void *k, size_t klen, const void *v,
                      size_t vlen)
 {
-    rocksdb_writebatch_put(b->wb, k, klen, v, vlen);
+    if (!is_retained(k, klen)) {
+        rocksdb_writebatch_put(b->wb, k, klen, v, vlen);
+        return;
+    }
+    ENGINE_ENTER(b->st);
+    if (b->st->db)
+        rocksdb_writebatch_put_cf(b->wb, b->st->cf[CF_RETAINED], k, klen, v, vlen);
+    ENGINE_LEAVE(b->st);
 }
 
 void store_batch_delete(struct store_batch *b, const void *k, size_t klen)
 {
-    rocksdb_writebatch_delete(b->wb, k, klen);
+    if (!is_retained(k, klen)) {
+        rocksdb_writebatch_delete(b->wb, k, klen);
+        return;
+    }
+    ENGINE_ENTER(b->st);
+    if (b->st->db)
+        rocksdb_writebatch_delete_cf(b->wb, b->st->cf[CF_RETAINED], k, klen);
+    ENGINE_LEAVE(b->st);
 }
 
 void store_batch_delete_range(struct store_batch *b, const void *lo, size_t lolen,
@@ -365,7 +475,7 @@ int store_scan_from(struct store *st, const void *prefix, size_t plen, const voi
         ENGINE_LEAVE(st);
         return -1;
     }
-    rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->rd);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->rd, cf_of(st, prefix, plen));
     int rc = 0;
     for (rocksdb_iter_seek(it, from, flen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
@@ -392,7 +502,8 @@ int store_get(struct store *st, const void *k, size_t klen, uint8_t **v, size_t 
 {
     char *rerr = NULL;
     ENGINE_ENTER(st);
-    char *val = st->db ? rocksdb_get(st->db, st->rd, k, klen, vlen, &rerr) : NULL;
+    char *val = st->db ? rocksdb_get_cf(st->db, st->rd, cf_of(st, k, klen), k, klen, vlen, &rerr)
+                       : NULL;
     bool closed = !st->db;
     ENGINE_LEAVE(st);
     if (rerr || closed) {

@@ -24,7 +24,8 @@ struct store_batch;
 struct store *store_open(const char *dir, size_t cache_bytes, char *err, size_t errlen);
 void store_close(struct store *st);
 
-struct store_batch *store_batch_new(void);
+/* A batch of writes to st (it routes each record to its column family). */
+struct store_batch *store_batch_new(struct store *st);
 void store_batch_free(struct store_batch *b);
 void store_batch_put(struct store_batch *b, const void *k, size_t klen,
                      const void *v, size_t vlen);

@@ -382,7 +382,7 @@ def test_delayed_publish_survives_kill9(durable, while_down):
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
 
-@pytest.mark.parametrize("version", [1])
+@pytest.mark.parametrize("version", [1, 2])
 def test_previous_format_store(make_broker, tmp_path, version):
     # A store written by an earlier format version (made by
     # tests/fixtures/make_store.py) is read by this build: sessions,
