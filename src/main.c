@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/message.h"
 #include "broker/persist.h"
@@ -231,6 +232,8 @@ int main(int argc, char **argv)
         log_error("no listener to serve: every configured listener was skipped");
         goto out;
     }
+    if (auth_open(&b) < 0)
+        goto out;
     if (drop_privileges(conf.user) < 0)
         goto out;
 
@@ -277,7 +280,11 @@ int main(int argc, char **argv)
                 log_notice("petrel version %s terminating (signal %d)", PETREL_VERSION, sig);
                 break;
             }
-            /* SIGHUP (reload) and SIGUSR1/2 have nothing to do yet. */
+            if (sig == SIGHUP) {
+                auth_reload(&b);
+                continue;
+            }
+            /* SIGUSR1/2 have nothing to do yet. */
             log_info("signal %d ignored", sig);
         }
         atomic_store(&b.stopping, true);
@@ -303,6 +310,7 @@ out:
         router_free(b.router);
     if (b.retain)
         retain_free(b.retain);
+    auth_close(&b);
     listeners_close(b.listeners, b.listener_count);
     if (pid_written)
         unlink(conf.pid_file);

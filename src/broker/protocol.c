@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "broker/auth.h"
 #include "broker/message.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
@@ -374,6 +375,11 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
     if (!k->has_username && sec->allow_anonymous != 1)
         return refuse(w, c, MQTT_RC_NOT_AUTHORIZED, MQTT3_REFUSED_NOT_AUTHORIZED,
                       "anonymous clients are not allowed");
+    if (k->has_username && auth_has_passwords(c->listener) &&
+        !auth_password_ok(c->listener, k->username.ptr, k->username.len, k->has_password,
+                          k->password.ptr, k->password.len))
+        return refuse(w, c, MQTT_RC_BAD_USER_OR_PASSWORD, MQTT3_REFUSED_BAD_CREDENTIALS,
+                      "bad username or password");
 
     uint16_t keepalive = k->keepalive;
     bool server_keepalive = false;
