@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/file.h"
 #include "util/log.h"
 
 /* mosquitto_passwd writes a few thousand iterations at most; far more
@@ -202,39 +203,17 @@ static void log_line(void *arg, int line, const char *msg)
 
 struct passwd_db *passwd_load(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    char *text;
+    size_t len;
+    if (file_read_all(path, 64u << 20, &text, &len) < 0) {
         snprintf(err, errlen, "cannot open the password file %s: %s", path, strerror(errno));
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 4096;
-            char *t = realloc(text, nc);
-            if (!t || nc > (64u << 20)) {
-                free(t ? t : text);
-                fclose(f);
-                snprintf(err, errlen, "the password file %s is too large", path);
-                return NULL;
-            }
-            text = t;
-            cap = nc;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    struct passwd_db *db = failed ? NULL : passwd_parse(text, len, log_line, (void *)path);
-    if (text)
-        OPENSSL_cleanse(text, len);
+    struct passwd_db *db = passwd_parse(text, len, log_line, (void *)path);
+    OPENSSL_cleanse(text, len);
     free(text);
     if (!db)
-        snprintf(err, errlen, "cannot read the password file %s", path);
+        snprintf(err, errlen, "out of memory reading the password file %s", path);
     return db;
 }
 

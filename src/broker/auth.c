@@ -1,78 +1,89 @@
-/* auth.c - see auth.h. The password databases are shared by the listeners
+/* auth.c - see auth.h. Password and ACL files are shared by the listeners
  * that name the same file; a reload swaps them under a reader-writer lock
- * (held shared while a CONNECT checks a password). */
+ * (held shared while a CONNECT checks a password or takes its rules). */
 #include "broker/auth.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
 #include "auth/passwd.h"
 #include "broker/broker.h"
 #include "conf/config.h"
 #include "net/listener.h"
 #include "util/log.h"
 
-struct pw_file {
+struct auth_file {
     char *path;
-    struct passwd_db *db;
+    bool is_acl;
+    void *db; /* struct passwd_db or struct acl */
 };
 
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct pw_file *files;
+static struct auth_file *files;
 static size_t file_count;
 
-static const char *path_of(const struct listener *l)
+static const char *path_of(const struct listener *l, bool is_acl)
 {
-    return l->conf->security.password_file;
+    return is_acl ? l->conf->security.acl_file : l->conf->security.password_file;
 }
 
-static struct pw_file *file_of(const struct listener *l)
+static struct auth_file *file_of(const struct listener *l, bool is_acl)
 {
-    const char *p = path_of(l);
+    const char *p = path_of(l, is_acl);
     for (size_t i = 0; p && i < file_count; i++)
-        if (strcmp(files[i].path, p) == 0)
+        if (files[i].is_acl == is_acl && strcmp(files[i].path, p) == 0)
             return &files[i];
     return NULL;
+}
+
+static void *load(const char *path, bool is_acl, char *err, size_t errlen)
+{
+    return is_acl ? (void *)acl_load(path, err, errlen) : (void *)passwd_load(path, err, errlen);
+}
+
+static void drop(void *db, bool is_acl)
+{
+    if (is_acl)
+        acl_free(db);
+    else
+        passwd_free(db);
+}
+
+static void report(const struct auth_file *f, const char *how)
+{
+    size_t n = f->is_acl ? acl_rule_count(f->db) : passwd_count(f->db);
+    log_notice("%s file %s%s: %zu %s%s", f->is_acl ? "ACL" : "password", f->path, how, n,
+               f->is_acl ? "rule" : "user", n == 1 ? "" : "s");
 }
 
 int auth_open(struct broker *b)
 {
     for (int i = 0; i < b->listener_count; i++) {
-        /* Serving without the rules the operator wrote would let every
-         * client read and write everything. */
-        if (b->listeners[i].conf->security.acl_file) {
-            log_error("acl_file %s: access control files are not supported yet; not "
-                      "starting rather than letting every client read and write every topic",
-                      b->listeners[i].conf->security.acl_file);
-            return -1;
-        }
-    }
-    for (int i = 0; i < b->listener_count; i++) {
-        const char *p = path_of(&b->listeners[i]);
-        if (!p || file_of(&b->listeners[i]))
-            continue;
-        char err[512];
-        struct passwd_db *db = passwd_load(p, err, sizeof(err));
-        if (!db) {
-            log_error("%s", err);
-            return -1;
-        }
-        struct pw_file *a = realloc(files, (file_count + 1) * sizeof(*a));
-        char *copy = strdup(p);
-        if (!a || !copy) {
-            free(a ? NULL : copy);
+        for (int k = 0; k < 2; k++) {
+            bool is_acl = k == 1;
+            const char *p = path_of(&b->listeners[i], is_acl);
+            if (!p || file_of(&b->listeners[i], is_acl))
+                continue;
+            char err[512];
+            void *db = load(p, is_acl, err, sizeof(err));
+            if (!db) {
+                log_error("%s", err);
+                return -1;
+            }
+            struct auth_file *a = realloc(files, (file_count + 1) * sizeof(*a));
             if (a)
                 files = a;
-            free(copy);
-            passwd_free(db);
-            log_error("out of memory reading %s", p);
-            return -1;
+            char *copy = a ? strdup(p) : NULL;
+            if (!copy) {
+                drop(db, is_acl);
+                log_error("out of memory reading %s", p);
+                return -1;
+            }
+            files[file_count] = (struct auth_file){copy, is_acl, db};
+            report(&files[file_count++], "");
         }
-        files = a;
-        files[file_count++] = (struct pw_file){copy, db};
-        log_notice("password file %s: %zu user%s", p, passwd_count(db),
-                   passwd_count(db) == 1 ? "" : "s");
     }
     return 0;
 }
@@ -82,18 +93,17 @@ void auth_reload(struct broker *b)
     (void)b;
     for (size_t i = 0; i < file_count; i++) {
         char err[512];
-        struct passwd_db *db = passwd_load(files[i].path, err, sizeof(err));
+        void *db = load(files[i].path, files[i].is_acl, err, sizeof(err));
         if (!db) {
-            log_error("%s: keeping the users read before", err);
+            log_error("%s: keeping what was read before", err);
             continue;
         }
         pthread_rwlock_wrlock(&lock);
-        struct passwd_db *old = files[i].db;
+        void *old = files[i].db;
         files[i].db = db;
         pthread_rwlock_unlock(&lock);
-        passwd_free(old);
-        log_notice("password file %s read again: %zu user%s", files[i].path,
-                   passwd_count(db), passwd_count(db) == 1 ? "" : "s");
+        drop(old, files[i].is_acl);
+        report(&files[i], " read again");
     }
 }
 
@@ -101,7 +111,7 @@ void auth_close(struct broker *b)
 {
     (void)b;
     for (size_t i = 0; i < file_count; i++) {
-        passwd_free(files[i].db);
+        drop(files[i].db, files[i].is_acl);
         free(files[i].path);
     }
     free(files);
@@ -111,14 +121,14 @@ void auth_close(struct broker *b)
 
 bool auth_has_passwords(const struct listener *l)
 {
-    return path_of(l) != NULL;
+    return path_of(l, false) != NULL;
 }
 
 bool auth_password_ok(const struct listener *l, const uint8_t *user, size_t ulen,
                       bool has_password, const uint8_t *pw, size_t plen)
 {
     pthread_rwlock_rdlock(&lock);
-    struct pw_file *f = file_of(l);
+    struct auth_file *f = file_of(l, false);
     /* Without a password, the check still costs a hash: a known and an
      * unknown username take the same time. */
     bool ok = f && passwd_check(f->db, user, ulen, has_password ? pw : (const uint8_t *)"",
@@ -126,4 +136,17 @@ bool auth_password_ok(const struct listener *l, const uint8_t *user, size_t ulen
               has_password;
     pthread_rwlock_unlock(&lock);
     return ok;
+}
+
+int auth_acl_rules(const struct listener *l, const uint8_t *user, size_t ulen, bool has_user,
+                   const uint8_t *cid, size_t clen, struct acl_rules **out)
+{
+    *out = NULL;
+    if (!path_of(l, true))
+        return 0;
+    pthread_rwlock_rdlock(&lock);
+    struct auth_file *f = file_of(l, true);
+    *out = f ? acl_rules_for(f->db, user, ulen, has_user, cid, clen) : NULL;
+    pthread_rwlock_unlock(&lock);
+    return *out ? 0 : -1;
 }

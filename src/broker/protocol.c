@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "auth/acl.h"
 #include "broker/auth.h"
 #include "broker/message.h"
 #include "broker/persist.h"
@@ -280,6 +281,11 @@ static uint8_t take_will(struct worker *w, struct conn *c, struct session *s,
                    (int)k->will_topic.len, (const char *)k->will_topic.ptr);
         return 0;
     }
+    if (c->acl && !acl_allows(c->acl, k->will_topic.ptr, k->will_topic.len, ACL_WRITE)) {
+        log_notice("client %s: will on %.*s ignored: the ACL does not let it write there",
+                   c->peer, (int)k->will_topic.len, (const char *)k->will_topic.ptr);
+        return 0;
+    }
     s->will = make_message(c, s, &k->will_topic, &k->will_payload, &k->will_props, qos, retain,
                            false);
     if (!s->will)
@@ -380,6 +386,12 @@ static enum protocol_result handle_connect(struct worker *w, struct conn *c,
                           k->password.ptr, k->password.len))
         return refuse(w, c, MQTT_RC_BAD_USER_OR_PASSWORD, MQTT3_REFUSED_BAD_CREDENTIALS,
                       "bad username or password");
+    struct acl_rules *rules = NULL;
+    if (auth_acl_rules(c->listener, k->username.ptr, k->username.len, k->has_username, id, idlen,
+                       &rules) < 0)
+        return refuse(w, c, MQTT_RC_UNSPECIFIED, MQTT3_REFUSED_UNAVAILABLE, "out of memory");
+    acl_rules_free(c->acl);
+    c->acl = rules;
 
     uint16_t keepalive = k->keepalive;
     bool server_keepalive = false;
@@ -637,6 +649,16 @@ static enum protocol_result handle_publish(struct worker *w, struct conn *c,
         topic = rest;
         delayed = true;
     }
+    if (c->acl && !acl_allows(c->acl, topic.ptr, topic.len, ACL_WRITE)) {
+        /* 5.0: 0x87; 3.1.1 has no way to say it: acknowledged, dropped. */
+        log_info("client %s: PUBLISH on %.*s denied by the ACL", client_name(c), (int)topic.len,
+                 (const char *)topic.ptr);
+        STAT_ADD(&w->stats, msgs_dropped, 1);
+        if (pub->qos == 2 && !is_v5(c) && session_qos2_add(s, pub->packet_id) == 0)
+            persist_qos2_in(w, s, pub->packet_id, true);
+        ack_publish(c, pub, is_v5(c) ? MQTT_RC_NOT_AUTHORIZED : 0);
+        return PROTOCOL_CONTINUE;
+    }
     struct message *m = make_message(c, s, &topic, &pub->payload, &pub->props, pub->qos,
                                      pub->retain, true);
     if (!m) {
@@ -729,6 +751,12 @@ static enum protocol_result handle_subscribe(struct worker *w, struct conn *c,
             /* MQTT 5 [MQTT-3.8.3-4] */
             result = violation(w, c, MQTT_RC_PROTOCOL_ERROR, "No Local on a shared subscription");
             goto out;
+        }
+        if (c->acl && !acl_allows(c->acl, shared ? tf : f.ptr, shared ? tflen : f.len, ACL_READ)) {
+            log_info("client %s: SUBSCRIBE to %.*s denied by the ACL", client_name(c),
+                     (int)f.len, (const char *)f.ptr);
+            codes[i++] = is_v5(c) ? MQTT_RC_NOT_AUTHORIZED : 0x80;
+            continue;
         }
         if (o.qos > max_qos_of(c))
             o.qos = max_qos_of(c);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "auth/acl.h"
 #include "broker/message.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
@@ -368,8 +369,8 @@ static size_t publish_size(size_t topic_len, uint8_t qos, bool v5, size_t props_
 }
 
 /* Encode and queue one PUBLISH. Returns false when the message cannot be
- * sent to this client (larger than its Maximum Packet Size, or expired):
- * the caller then drops it. */
+ * sent to this client (larger than its Maximum Packet Size, expired, or
+ * not readable under its ACL): the caller then drops it. */
 static bool send_publish(struct worker *w, struct conn *c, const struct delivery *d, bool dup)
 {
     const struct message *m = d->msg;
@@ -386,6 +387,13 @@ static bool send_publish(struct worker *w, struct conn *c, const struct delivery
     if (c->mount_len && topic_len > c->mount_len && memcmp(topic, c->mount, c->mount_len) == 0) {
         topic += c->mount_len;
         topic_len = (uint16_t)(topic_len - c->mount_len);
+    }
+    /* Checked as it goes out, so that queued and retained messages are
+     * held to the rules of the connection that takes them. */
+    if (c->acl && !acl_allows(c->acl, (const uint8_t *)topic, topic_len, ACL_READ)) {
+        log_debug("client %s: %.*s not sent: the ACL does not let it read that topic",
+                  c->client_id ? c->client_id : c->peer, (int)topic_len, topic);
+        return false;
     }
     bool v5 = c->version == MQTT_V5;
     size_t props_len = 0;

@@ -41,6 +41,7 @@ struct conn {
     struct conn *dirty_next;     /* worker's flush list */
     struct conn *paced_next;     /* worker's list of paced publishers */
     struct session *pace_on;     /* the backed-up session it waits for (ref) */
+    struct acl_rules *acl;       /* its ACL rules (auth.h), NULL = no ACL */
     enum conn_state state;
     bool dirty;                  /* on the flush list */
     bool want_write;             /* EPOLLOUT armed */

@@ -28,6 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
 #include "broker/message.h"
 #include "broker/persist.h"
 #include "broker/protocol.h"
@@ -225,6 +226,7 @@ static void conn_destroy(struct worker *w, struct conn *c)
         free(c->alias_out[i].topic);
     free(c->alias_out);
     free(c->client_id);
+    acl_rules_free(c->acl);
     free(c);
 }
 
@@ -992,6 +994,7 @@ void worker_free(struct worker *w)
         buf_free(&c->in);
         buf_free(&c->out);
         free(c->client_id);
+        acl_rules_free(c->acl);
         free(c);
     }
     for (size_t i = 0; i < w->delayed_count; i++)
