@@ -271,6 +271,10 @@ struct acl_rules *acl_rules_for(const struct acl *a, const uint8_t *user, size_t
         }
         if (t)
             r->r[r->n++] = (struct rule){e->access, tl, t};
+        else if (e->owner == OWN_PATTERN && (e->access & ACL_DENY))
+            /* A deny that cannot be filled in for this client denies it
+             * everything: leaving it out would fail open. */
+            r->r[r->n++] = (struct rule){ACL_DENY, 0, NULL};
     }
     return r;
 }
@@ -292,6 +296,8 @@ bool acl_allows(const struct acl_rules *r, const uint8_t *topic, size_t len, int
         const struct rule *x = &r->r[i];
         if (!(x->access & (access | ACL_DENY)))
             continue;
+        if (!x->topic)
+            return false;
         if (!topic_matches((const uint8_t *)x->topic, x->len, topic, len))
             continue;
         if (x->access & ACL_DENY)

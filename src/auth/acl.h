@@ -36,9 +36,10 @@ void acl_free(struct acl *a);
 size_t acl_rule_count(const struct acl *a);
 
 /* The rules of one client: its user's (or, without a username, the
- * anonymous ones), then the patterns, with %c and %u filled in (a pattern
- * is left out when the value holds '/', '+' or '#', or when it uses %u and
- * there is no username). NULL when out of memory. */
+ * anonymous ones), then the patterns, with %c and %u filled in. A pattern
+ * cannot be filled in when the value holds '/', '+' or '#', or when it
+ * uses %u and there is no username: an allowing one is then left out, a
+ * deny one denies the client everything. NULL when out of memory. */
 struct acl_rules *acl_rules_for(const struct acl *a, const uint8_t *user, size_t ulen,
                                 bool has_user, const uint8_t *cid, size_t clen);
 void acl_rules_free(struct acl_rules *r);

@@ -31,6 +31,10 @@ struct entry {
 struct passwd_db {
     struct entry *e; /* sorted by user */
     size_t n;
+    /* What an unknown user's check costs: the first entry's kind,
+     * iterations and salt length (a file's entries are usually made
+     * alike), so that its time does not tell whether a user exists. */
+    struct entry dummy;
 };
 
 /* Standard base64 with padding; out must hold 3/4 of the input. Returns
@@ -166,6 +170,11 @@ struct passwd_db *passwd_parse(const char *text, size_t len,
         }
         e.ulen = (size_t)(colon - line);
         e.order = db->n;
+        if (db->n == 0) {
+            db->dummy.kind = e.kind;
+            db->dummy.iterations = e.iterations;
+            db->dummy.salt_len = e.salt_len;
+        }
         if (!(e.user = malloc(e.ulen + 1)))
             goto oom;
         memcpy(e.user, line, e.ulen);
@@ -238,11 +247,11 @@ bool passwd_check(const struct passwd_db *db, const uint8_t *user, size_t ulen,
     struct entry key = {.user = (char *)user, .ulen = ulen};
     const struct entry *e = db && db->n ? bsearch(&key, db->e, db->n, sizeof(*db->e), cmp_entry)
                                         : NULL;
-    /* An unknown user costs one default hash, like a known one. */
-    static const struct entry dummy = {.kind = PASSWD_PBKDF2,
-                                       .iterations = PASSWD_DEFAULT_ITERATIONS,
-                                       .salt_len = PASSWD_SALT_LEN};
-    const struct entry *use = e ? e : &dummy;
+    /* An unknown user costs a hash like the file's. */
+    static const struct entry fallback = {.kind = PASSWD_PBKDF2,
+                                          .iterations = PASSWD_DEFAULT_ITERATIONS,
+                                          .salt_len = PASSWD_SALT_LEN};
+    const struct entry *use = e ? e : db && db->n ? &db->dummy : &fallback;
     uint8_t got[PASSWD_HASH_LEN];
     if (compute(use->kind, use->iterations, use->salt, use->salt_len, password, plen, got) < 0)
         return false;

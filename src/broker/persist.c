@@ -199,10 +199,19 @@ static void check_space(struct worker *w)
 }
 
 static void pending_clear(struct worker *w);
+static void commit_once(struct worker *w, bool force);
 
 void persist_commit(struct worker *w, bool force)
 {
-    w->commits++;
+    commit_once(w, force);
+    /* After the commit: a SUBSCRIBE on another worker that saw this one
+     * with a retained message pending waits for this (retained barrier). */
+    atomic_store(&w->retained_dirty, false);
+    atomic_fetch_add(&w->commits, 1);
+}
+
+static void commit_once(struct worker *w, bool force)
+{
     if (!on(w))
         return;
     if (w->store_bytes >= SPACE_CHECK_BYTES || w->now >= w->next_space_check)
@@ -656,12 +665,46 @@ bool persist_retained_on_disk(const struct worker *w)
     return on(w);
 }
 
+uint64_t *persist_retained_barrier(struct worker *w)
+{
+    struct broker *b = w->broker;
+    uint64_t *bar = NULL;
+    for (int i = 0; i < b->worker_count; i++) {
+        struct worker *o = b->workers[i];
+        /* Commit count first: if the flag is seen set, the commit that
+         * clears it comes after the count read. */
+        uint64_t c = atomic_load(&o->commits);
+        if (!atomic_load(&o->retained_dirty))
+            continue;
+        if (!bar) {
+            bar = malloc((size_t)b->worker_count * sizeof(*bar));
+            if (!bar)
+                return NULL;
+            for (int j = 0; j < b->worker_count; j++)
+                bar[j] = UINT64_MAX;
+        }
+        bar[i] = c;
+    }
+    return bar;
+}
+
+bool persist_retained_barrier_passed(struct worker *w, const uint64_t *bar)
+{
+    struct broker *b = w->broker;
+    for (int i = 0; i < b->worker_count; i++)
+        if (bar[i] != UINT64_MAX && atomic_load(&b->workers[i]->commits) <= bar[i])
+            return false;
+    return true;
+}
+
 void persist_retain(struct worker *w, struct message *m)
 {
     if (!on(w) || is_sys(m)) {
         retain_set(w->broker->retain, m);
         return;
     }
+    /* Before the message is routed: see persist_retained_barrier. */
+    atomic_store(&w->retained_dirty, true);
     if (!w->retained_seed)
         w->retained_seed = level_seed(w) | 1;
     uint32_t h = level_hash(w->retained_seed, (const uint8_t *)m->topic, m->topic_len);
@@ -688,10 +731,15 @@ void persist_retain(struct worker *w, struct message *m)
     bool present = m->payload_len > 0;
     if (p)
         p->present = present;
-    if (present && !had)
+    if (present && !had) {
         atomic_fetch_add(&w->broker->retained_stored, 1);
-    else if (!present && had)
-        atomic_fetch_sub(&w->broker->retained_stored, 1);
+    } else if (!present && had) {
+        /* Two workers may both count the same topic's clearing: never
+         * below zero. */
+        size_t n = atomic_load(&w->broker->retained_stored);
+        while (n && !atomic_compare_exchange_weak(&w->broker->retained_stored, &n, n - 1))
+            ;
+    }
     if (!present) {
         store_batch_delete(w->batch, key_buf, klen);
         return;

@@ -92,6 +92,13 @@ void persist_retain(struct worker *w, struct message *m);
 /* Are clients' retained messages on disk (then SUBSCRIBE reads them with
  * persist_retained_scan, besides matching the trie)? */
 bool persist_retained_on_disk(const struct worker *w);
+/* A SUBSCRIBE reads stored retained messages only once every worker that
+ * had set one, not yet committed, when the subscription was added has
+ * committed it (a retained message set later is routed to the new
+ * subscription live). The barrier is NULL when nothing is pending (or out
+ * of memory); free() it. */
+uint64_t *persist_retained_barrier(struct worker *w);
+bool persist_retained_barrier_passed(struct worker *w, const uint64_t *bar);
 
 /* Where a read of the stored retained messages matching a filter goes on:
  * filter is owned (malloc'd), at is the key to go on from. */

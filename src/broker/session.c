@@ -84,6 +84,7 @@ static void feed_free(struct retained_feed *f)
         persist_retained_scan_free(f->disk);
         free(f->disk);
     }
+    free(f->barrier);
     free(f);
 }
 
@@ -658,16 +659,20 @@ static struct delivery feed_delivery(const struct retained_feed *f, struct messa
 #define FEED_SCAN_KEYS 1024  /* records looked at per read, matching or not */
 
 /* The next chunk of the feed's stored retained messages. 1: there is one;
- * 0: there is no more; -1: not now (before the SUBSCRIBE's iteration is
- * committed, or a stretch without matches), a pump is due at the next
- * iteration. */
+ * 0: there is no more; -1: not now (retained messages set before the
+ * SUBSCRIBE are not committed yet, or a stretch without matches), a pump
+ * is due at the next iteration. */
 static int feed_refill(struct worker *w, struct session *s, struct retained_feed *f)
 {
     if (!f->disk || f->disk->done)
         return 0;
-    if (w->commits == f->start_commit) {
-        session_pump_later(w, s);
-        return -1;
+    if (f->barrier) {
+        if (!persist_retained_barrier_passed(w, f->barrier)) {
+            session_pump_later(w, s);
+            return -1;
+        }
+        free(f->barrier);
+        f->barrier = NULL;
     }
     f->pos = f->count = 0;
     int n = persist_retained_scan(w, f->disk, FEED_SCAN_KEYS, FEED_CHUNK, session_feed_add, f);
@@ -775,7 +780,8 @@ void session_feed_start(struct worker *w, struct session *s, struct retained_fee
     /* Stored, they sort before what arrives after this SUBSCRIBE, as in
      * the queue: their sequence numbers are taken now. */
     f->seq_base = persist_reserve_seqs(w, s, f->disk ? FEED_SEQ_SPAN : f->count);
-    f->start_commit = w->commits;
+    if (f->disk)
+        f->barrier = persist_retained_barrier(w);
     session_queue_mirror(s);
     session_pump(w, s);
 }

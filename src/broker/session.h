@@ -48,10 +48,10 @@ struct retained_feed {
                                    seq_base + n (FEED_SEQ_SPAN reserved) */
     uint64_t taken;             /* messages handed out so far */
     /* With a store: the stored retained messages, read a chunk at a time
-     * as the connection takes them, from the iteration after the
-     * SUBSCRIBE (once what that iteration set is committed). */
+     * as the connection takes them, once the retained messages set before
+     * the SUBSCRIBE are committed (persist_retained_barrier). */
     struct retained_scan *disk;
-    uint64_t start_commit;      /* the worker's commit count at SUBSCRIBE */
+    uint64_t *barrier;
 };
 
 /* Sequence numbers a stored feed reserves: it keeps its place among

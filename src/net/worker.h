@@ -11,6 +11,7 @@
 #define PETREL_NET_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -100,7 +101,8 @@ struct worker {
      * whether a topic has one, before the store knows). */
     struct level_table retained_pending;
     uint64_t retained_seed;
-    uint64_t commits;            /* persist_commit calls so far */
+    _Atomic uint64_t commits;    /* persist_commit calls completed */
+    atomic_bool retained_dirty;  /* a retained message set, not committed yet */
 };
 
 struct worker *worker_new(struct broker *b, int id);

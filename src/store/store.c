@@ -53,11 +53,23 @@ struct store {
  * race. Serialized, group commit is off, which costs only speed; the
  * broker's own synchronization is still checked. */
 #ifdef PETREL_TSAN_BUILD
-#define ENGINE_ENTER(st) pthread_rwlock_wrlock(&(st)->lock)
+#define ENGINE_LOCK(st) pthread_rwlock_wrlock(&(st)->lock)
 #else
-#define ENGINE_ENTER(st) pthread_rwlock_rdlock(&(st)->lock)
+#define ENGINE_LOCK(st) pthread_rwlock_rdlock(&(st)->lock)
 #endif
-#define ENGINE_LEAVE(st) pthread_rwlock_unlock(&(st)->lock)
+/* Re-entrant per thread: a scan's callback may add to a batch, which
+ * enters again for a retained key's column family. */
+static _Thread_local int engine_depth;
+#define ENGINE_ENTER(st)                                                                  \
+    do {                                                                                  \
+        if (engine_depth++ == 0)                                                          \
+            ENGINE_LOCK(st);                                                              \
+    } while (0)
+#define ENGINE_LEAVE(st)                                                                  \
+    do {                                                                                  \
+        if (--engine_depth == 0)                                                          \
+            pthread_rwlock_unlock(&(st)->lock);                                           \
+    } while (0)
 
 #define CLOSED "the store is closed after a failure"
 

@@ -786,3 +786,21 @@ def test_retained_on_disk_keep_rss_bounded(make_broker):
     e = raw(b, "rrss-one", version=V311)
     e.subscribe([("rrss/7/777", 0)])
     assert e.next_publish().payload[:5] == b"00777"
+
+
+def test_retained_set_just_before_a_subscribe_on_another_worker(make_broker):
+    # A retained PUBLISH followed at once by a SUBSCRIBE from another client
+    # (often on the other worker): the subscriber gets the new value, live
+    # or retained, even though the publisher's commit may not have landed
+    # when the subscription was added.
+    b = make_broker(STORE + "workers 2\n")
+    pub = raw(b, "race-pub")
+    pub.publish("race/t", b"0", qos=1, retain=True)
+    for i in range(1, 41):
+        s = raw(b, "race-sub%d" % i)
+        pub.send(M.publish_packet("race/t", b"%d" % i, 1, True, False, i, 5))
+        s.send(M.subscribe_packet(1, [("race/t", 0)], 5))
+        got = [p.payload for p in s.collect(quiet=0.15) if p.type == M.PUBLISH]
+        assert b"%d" % i in got, "trial %d got %r" % (i, got)
+        s.close()
+        pub.collect(quiet=0.0)

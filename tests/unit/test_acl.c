@@ -64,6 +64,24 @@ TEST(test_rules_by_client)
     acl_free(a);
 }
 
+TEST(test_deny_pattern_that_cannot_apply_denies_all)
+{
+    const char *t = "topic readwrite #\npattern deny dev/%c/firmware\n";
+    char err[256];
+    struct acl *a = acl_parse(t, strlen(t), err, sizeof(err));
+    CHECK(a != NULL);
+    struct acl_rules *ok = rules(a, NULL, "x");
+    CHECK(may(ok, "dev/y/firmware", ACL_WRITE));
+    CHECK(!may(ok, "dev/x/firmware", ACL_WRITE));
+    acl_rules_free(ok);
+    /* "x/y" would be written dev/x/y/firmware: not filled in, so denied. */
+    struct acl_rules *slash = rules(a, NULL, "x/y");
+    CHECK(!may(slash, "dev/x/y/firmware", ACL_WRITE));
+    CHECK(!may(slash, "other", ACL_READ));
+    acl_rules_free(slash);
+    acl_free(a);
+}
+
 TEST(test_errors_name_the_line)
 {
     const char *bad[][2] = {
@@ -93,5 +111,6 @@ int main(void)
 {
     RUN(test_rules_by_client);
     RUN(test_errors_name_the_line);
+    RUN(test_deny_pattern_that_cannot_apply_denies_all);
     return test_report();
 }
